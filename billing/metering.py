@@ -1,0 +1,103 @@
+"""Ingestion of usage events from the gateway's Redis stream into PostgreSQL.
+
+The gateway XADDs one entry per admitted request to `usage:events`. This consumer reads
+them through a consumer group, inserts them idempotently (ON CONFLICT on request_id),
+and only then acknowledges and deletes them; entries a crashed consumer left pending
+are claimed back after `claim_idle_ms`."""
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timezone
+
+from django.db import connection, transaction
+from django.db.models import Max
+
+from billing.models import UsageEvent
+from gateway.directory import USAGE_STREAM, redis_client
+from tenants.models import ApiKey
+
+log = logging.getLogger(__name__)
+
+GROUP = "metering"
+FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "status", "lat", "up", "bin", "bout", "ts")
+
+
+def _ensure_group(r) -> None:
+    try:
+        r.xgroup_create(USAGE_STREAM, GROUP, id="0", mkstream=True)
+    except Exception as exc:  # BUSYGROUP: it exists
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value not in (None, "", "0") else None
+
+
+def _row(fields: dict) -> UsageEvent | None:
+    try:
+        return UsageEvent(
+            request_id=uuid.UUID(fields["rid"]),
+            tenant_id=int(fields["tenant"]),
+            api_key_id=_int_or_none(fields.get("key")),
+            deployment_id=_int_or_none(fields.get("dep")),
+            deployment_name=fields.get("name", "")[:63],
+            model_version_id=_int_or_none(fields.get("ver")),
+            protocol=fields.get("proto", "http")[:16],
+            endpoint=fields.get("ep", "infer")[:32],
+            status=int(fields["status"]),
+            latency_ms=float(fields["lat"]),
+            upstream_ms=float(fields["up"]) if fields.get("up") else None,
+            bytes_in=int(fields.get("bin") or 0),
+            bytes_out=int(fields.get("bout") or 0),
+            occurred_at=datetime.fromtimestamp(float(fields["ts"]), tz=timezone.utc),
+        )
+    except (KeyError, ValueError) as exc:
+        log.error("dropping malformed usage entry %r: %s", fields, exc)
+        return None
+
+
+def usage_ingest(entries: list[tuple[str, dict]]) -> int:
+    """Insert a batch of stream entries; return how many rows were new."""
+    rows = [row for _, fields in entries if (row := _row(fields)) is not None]
+    if not rows:
+        return 0
+    with transaction.atomic():
+        before = UsageEvent.unscoped.filter(request_id__in=[r.request_id for r in rows]).count()
+        UsageEvent.unscoped.bulk_create(rows, ignore_conflicts=True)
+        inserted = len({r.request_id for r in rows}) - before
+        last_used = {}
+        for row in rows:
+            if row.api_key_id and (row.api_key_id not in last_used or row.occurred_at > last_used[row.api_key_id]):
+                last_used[row.api_key_id] = row.occurred_at
+        for key_id, when in last_used.items():
+            ApiKey.unscoped.filter(pk=key_id).exclude(last_used_at__gte=when).update(last_used_at=when)
+    return inserted
+
+
+def consume(*, consumer: str | None = None, batch: int = 500, block_ms: int = 1000,
+            claim_idle_ms: int = 30_000, once: bool = False) -> int:
+    """Run the consumer loop; with once=True, drain what is there and return the count."""
+    r = redis_client()
+    _ensure_group(r)
+    consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    total = 0
+    while True:
+        claimed = r.xautoclaim(USAGE_STREAM, GROUP, consumer, min_idle_time=claim_idle_ms, start_id="0-0", count=batch)
+        entries = list(claimed[1]) if claimed and len(claimed) > 1 else []
+        if not entries:
+            response = r.xreadgroup(GROUP, consumer, {USAGE_STREAM: ">"}, count=batch,
+                                    block=None if once else block_ms)
+            entries = response[0][1] if response else []
+        entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+        if entries:
+            total += usage_ingest(entries)
+            ids = [entry_id for entry_id, _ in entries]
+            pipe = r.pipeline()
+            pipe.xack(USAGE_STREAM, GROUP, *ids)
+            pipe.xdel(USAGE_STREAM, *ids)
+            pipe.execute()
+        elif once:
+            return total
+        connection.close_if_unusable_or_obsolete()

@@ -1,0 +1,30 @@
+from django.db import models
+
+from tenants.scoping import TenantOwned
+
+
+class UsageEvent(TenantOwned):
+    """One admitted gateway request. request_id makes ingestion idempotent."""
+
+    request_id = models.UUIDField(unique=True)
+    api_key = models.ForeignKey("tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    deployment = models.ForeignKey("workers.Deployment", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    deployment_name = models.CharField(max_length=63, blank=True)
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    protocol = models.CharField(max_length=16, default="http")
+    endpoint = models.CharField(max_length=32, default="infer")
+    status = models.PositiveSmallIntegerField()
+    latency_ms = models.FloatField()
+    upstream_ms = models.FloatField(null=True, blank=True)
+    bytes_in = models.BigIntegerField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+    occurred_at = models.DateTimeField(db_index=True)
+    ingested_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-occurred_at"]
+        indexes = [models.Index(fields=["tenant", "-occurred_at"], name="usage_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.deployment_name} {self.status}"

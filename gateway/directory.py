@@ -1,0 +1,94 @@
+"""The gateway's view of the control plane, kept in Redis.
+
+The control plane writes here (after its transactions commit); the gateway only reads,
+with a short in-process cache. Redis may lose this data (it keeps nothing on disk here),
+so `directory_sync_all` rebuilds it from PostgreSQL; beat runs it periodically and at
+start-up, so a lost projection heals itself within seconds.
+
+Layout:
+  gw:key:<sha256 of key>            hash  tenant_id, key_id, scopes, revoked
+  gw:route:<tenant_id>:<name>       hash  deployment_id, model_version_id, triton_model,
+                                          state, http_url, grpc_url, error
+"""
+import redis
+from django.conf import settings
+
+KEY_PREFIX = "gw:key:"
+ROUTE_PREFIX = "gw:route:"
+USAGE_STREAM = "usage:events"
+
+_client: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return _client
+
+
+def key_entry_name(secret_hash: str) -> str:
+    return f"{KEY_PREFIX}{secret_hash}"
+
+
+def route_entry_name(tenant_id: int, deployment_name: str) -> str:
+    return f"{ROUTE_PREFIX}{tenant_id}:{deployment_name}"
+
+
+def api_key_entry(api_key) -> dict:
+    return {
+        "tenant_id": api_key.tenant_id,
+        "key_id": api_key.pk,
+        "scopes": ",".join(api_key.scopes),
+        "revoked": "1" if api_key.revoked_at else "0",
+    }
+
+
+def deployment_entry(deployment) -> dict:
+    server = deployment.server
+    return {
+        "deployment_id": deployment.pk,
+        "model_version_id": deployment.model_version_id,
+        "triton_model": deployment.triton_name,
+        "state": deployment.state,
+        "http_url": server.http_url if server else "",
+        "grpc_url": server.grpc_url if server else "",
+        "error": deployment.error[:500],
+    }
+
+
+def directory_put_api_key(api_key) -> None:
+    redis_client().hset(key_entry_name(api_key.secret_hash), mapping=api_key_entry(api_key))
+
+
+def directory_put_deployment(deployment) -> None:
+    name = route_entry_name(deployment.tenant_id, deployment.name)
+    if deployment.is_routable:
+        redis_client().hset(name, mapping=deployment_entry(deployment))
+    else:
+        redis_client().delete(name)
+
+
+def directory_sync_all() -> dict:
+    """Rewrite the whole projection from PostgreSQL; remove entries nothing backs."""
+    from tenants.models import ApiKey
+    from workers.models import Deployment
+
+    r = redis_client()
+    wanted: dict[str, dict] = {}
+    for key in ApiKey.unscoped.all():
+        wanted[key_entry_name(key.secret_hash)] = api_key_entry(key)
+    for deployment in Deployment.unscoped.select_related("server").all():
+        if deployment.is_routable:
+            wanted[route_entry_name(deployment.tenant_id, deployment.name)] = deployment_entry(deployment)
+    existing = set(r.scan_iter(match=f"{KEY_PREFIX}*", count=1000)) | set(
+        r.scan_iter(match=f"{ROUTE_PREFIX}*", count=1000)
+    )
+    pipe = r.pipeline(transaction=False)
+    for name in existing - wanted.keys():
+        pipe.delete(name)
+    for name, mapping in wanted.items():
+        pipe.delete(name)
+        pipe.hset(name, mapping=mapping)
+    pipe.execute()
+    return {"entries": len(wanted), "removed": len(existing - wanted.keys())}

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class GraphEditorConfig(AppConfig):
+    name = "graph_editor"

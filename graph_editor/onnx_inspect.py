@@ -1,0 +1,100 @@
+"""Validation of uploaded ONNX files, before anything is stored.
+
+The signature uses KServe v2 datatype names; -1 marks a dynamic dimension. A model has a
+batch dimension when every input and output has a dynamic first dimension."""
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto
+
+from portal.errors import PlatformError
+
+ONNX_TO_KSERVE = {
+    TensorProto.FLOAT: "FP32",
+    TensorProto.DOUBLE: "FP64",
+    TensorProto.FLOAT16: "FP16",
+    TensorProto.INT8: "INT8",
+    TensorProto.INT16: "INT16",
+    TensorProto.INT32: "INT32",
+    TensorProto.INT64: "INT64",
+    TensorProto.UINT8: "UINT8",
+    TensorProto.UINT16: "UINT16",
+    TensorProto.UINT32: "UINT32",
+    TensorProto.UINT64: "UINT64",
+    TensorProto.BOOL: "BOOL",
+    TensorProto.STRING: "BYTES",
+}
+
+
+class InvalidModel(PlatformError):
+    code = "invalid_model"
+
+
+@dataclass(frozen=True)
+class OnnxSignature:
+    inputs: list[dict]
+    outputs: list[dict]
+    has_batch_dim: bool
+    opset: int | None
+    producer: str
+
+
+def _tensor_spec(value_info, kind: str) -> dict:
+    t = value_info.type
+    if not t.HasField("tensor_type"):
+        raise InvalidModel(f"{kind} '{value_info.name}' is not a tensor; only tensor inputs and outputs are supported.")
+    elem = t.tensor_type.elem_type
+    if elem not in ONNX_TO_KSERVE:
+        name = TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else str(elem)
+        raise InvalidModel(
+            f"{kind} '{value_info.name}' has unsupported data type {name}; supported: "
+            + ", ".join(sorted(TensorProto.DataType.Name(k) for k in ONNX_TO_KSERVE))
+            + "."
+        )
+    if not t.tensor_type.HasField("shape"):
+        raise InvalidModel(f"{kind} '{value_info.name}' has no shape; export the model with static ranks.")
+    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.tensor_type.shape.dim]
+    return {"name": value_info.name, "datatype": ONNX_TO_KSERVE[elem], "shape": shape}
+
+
+def _check_external_data(model: onnx.ModelProto) -> None:
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            raise InvalidModel(
+                f"Initializer '{tensor.name}' references external data file '{location}'. "
+                "Upload a self-contained model (onnx.save with save_as_external_data=False).",
+                code="external_data",
+            )
+
+
+def inspect_onnx(path: Path) -> OnnxSignature:
+    """Parse, check and describe an ONNX file; raise InvalidModel with a reason a user can act on."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf decode errors have many types
+        raise InvalidModel(f"The file is not a valid ONNX model ({type(exc).__name__}: {exc}).") from exc
+    if not model.graph.node and not model.graph.input:
+        raise InvalidModel("The file parsed but holds no ONNX graph; is it really an .onnx file?")
+    _check_external_data(model)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise InvalidModel(f"The ONNX checker rejected the model: {exc}") from exc
+
+    initializer_names = {i.name for i in model.graph.initializer}
+    inputs = [_tensor_spec(v, "Input") for v in model.graph.input if v.name not in initializer_names]
+    outputs = [_tensor_spec(v, "Output") for v in model.graph.output]
+    if not inputs or not outputs:
+        raise InvalidModel("The model must have at least one input and one output.")
+    for spec in inputs:
+        if spec["datatype"] == "BYTES":
+            raise InvalidModel(f"Input '{spec['name']}' is a string tensor; string inputs are not supported yet.")
+    tensors = inputs + outputs
+    has_batch_dim = all(len(s["shape"]) >= 1 and s["shape"][0] == -1 for s in tensors)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return OnnxSignature(
+        inputs=inputs, outputs=outputs, has_batch_dim=has_batch_dim, opset=opset,
+        producer=f"{model.producer_name} {model.producer_version}".strip(),
+    )

@@ -1,0 +1,37 @@
+"""Renders every REST API error in the platform's one JSON shape."""
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from portal.errors import PlatformError, error_body
+
+
+def _flatten(detail) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_flatten(v) for v in detail)
+    return str(detail)
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, PlatformError):
+        return Response(exc.as_dict(), status=exc.status)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    code = "invalid_request"
+    if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+        code = "unauthenticated"
+    elif isinstance(exc, drf_exceptions.PermissionDenied):
+        code = "permission_denied"
+    elif isinstance(exc, drf_exceptions.NotFound | Http404):
+        code = "not_found"
+    elif isinstance(exc, drf_exceptions.MethodNotAllowed):
+        code = "method_not_allowed"
+    elif isinstance(exc, drf_exceptions.Throttled):
+        code = "rate_limited"
+    response.data = error_body(code, _flatten(response.data.get("detail", response.data)
+                                            if isinstance(response.data, dict) else response.data))
+    return response

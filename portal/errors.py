@@ -1,0 +1,36 @@
+"""One error type for everything a user can act on, rendered in one JSON shape
+({"error": {"code": ..., "message": ...}}) by the REST API and the gateway alike."""
+
+class PlatformError(Exception):
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        if status:
+            self.status = status
+
+    def as_dict(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class NotFound(PlatformError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(PlatformError):
+    status = 409
+    code = "conflict"
+
+
+class QuotaExceeded(PlatformError):
+    status = 403
+    code = "quota_exceeded"
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}

@@ -1,0 +1,16 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("platform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["workers", "billing", "gateway"])
+
+# The one place that defines the beat schedule.
+app.conf.beat_schedule = {
+    "triton-servers-health": {"task": "workers.tasks.servers_check", "schedule": 5.0},
+    "deployments-reconcile": {"task": "workers.tasks.deployments_reconcile", "schedule": 15.0},
+    "gateway-directory-sync": {"task": "gateway.tasks.directory_sync", "schedule": 30.0},
+}
