@@ -1,0 +1,135 @@
+"""Starts and stops the platform's real processes for integration tests."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}\n" + (log.read_text()[-3000:] if log else ""))
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s\n" + (log.read_text()[-3000:] if log else ""))
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+class PlatformStack:
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.triton_http_port = free_port()
+        self.triton_grpc_port = free_port()
+        self.triton_metrics_port = free_port()
+        self.gateway_port = free_port()
+        self.triton_name = f"test-{os.getpid()}"
+        self.triton_repository = Path(settings.TRITON_VAR_DIR) / self.triton_name / "models"
+
+    @property
+    def triton_url(self) -> str:
+        return f"http://127.0.0.1:{self.triton_http_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update({
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": settings.REDIS_URL,
+            "MODEL_STORAGE_DIR": str(settings.MODEL_STORAGE_DIR),
+            "TRITON_VAR_DIR": str(settings.TRITON_VAR_DIR),
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = self.workdir / f"{name}.log"
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> None:
+        triton = self._spawn("triton", [
+            PYTHON, "manage.py", "triton_serve", "--no-register", "--name", self.triton_name,
+            "--http-port", str(self.triton_http_port), "--grpc-port", str(self.triton_grpc_port),
+            "--metrics-port", str(self.triton_metrics_port),
+        ])
+        self._spawn("worker", [
+            PYTHON, "-m", "celery", "-A", "workers.celery", "worker", "-Q", "control", "--pool", "threads",
+            "--concurrency", "4", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            "--hostname", f"test-worker-{os.getpid()}@%h",
+        ])
+        self._spawn("metering", [PYTHON, "manage.py", "metering_consume"])
+        gateway = self._spawn("gateway", [
+            PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
+            "--workers", "1",
+        ])
+        wait_http(f"{self.triton_url}/v2/health/ready", 60, triton, self.workdir / "triton.log")
+        wait_http(f"{self.gateway_url}/v2/health/live", 30, gateway, self.workdir / "gateway.log")
+
+    def register_servers(self) -> None:
+        from workers.models import TritonServer
+
+        TritonServer.objects.update_or_create(
+            name=self.triton_name,
+            defaults={
+                "http_url": self.triton_url,
+                "grpc_url": f"127.0.0.1:{self.triton_grpc_port}",
+                "repository_path": str(self.triton_repository),
+                "backends": ["python"],
+                "enabled": True,
+                "healthy": True,
+            },
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
