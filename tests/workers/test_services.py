@@ -1,0 +1,125 @@
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton_http
+
+from gateway.directory import redis_client, route_entry_name
+from graph_editor.services import model_version_upload
+from portal.errors import Conflict, NotFound
+from workers.models import Deployment, DeploymentState, TritonServer
+from workers.services import deployment_create, deployment_undeploy
+from workers.triton.repository import config_pbtxt
+
+DIGITS_INPUTS = [{"name": "X", "datatype": "FP32", "shape": [-1, 64]}]
+DIGITS_OUTPUTS = [
+    {"name": "label", "datatype": "INT64", "shape": [-1]},
+    {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]},
+]
+
+
+def test_config_for_a_batched_model_enables_dynamic_batching_and_exposes_scalars_as_one():
+    config = config_pbtxt(triton_name="t1--digits--d1", inputs=DIGITS_INPUTS, outputs=DIGITS_OUTPUTS,
+                          has_batch_dim=True, native_onnx=False, gpu=False)
+    assert 'name: "t1--digits--d1"' in config
+    assert 'backend: "python"' in config
+    assert "max_batch_size: 64" in config
+    assert "dynamic_batching" in config
+    assert '{ name: "X" data_type: TYPE_FP32 dims: [ 64 ] }' in config
+    assert '{ name: "label" data_type: TYPE_INT64 dims: [ 1 ] reshape: { shape: [ ] } }' in config
+    assert "KIND_CPU" in config
+
+
+def test_config_without_batch_dimension_keeps_full_shapes_and_native_backend_on_gpu():
+    config = config_pbtxt(
+        triton_name="m", inputs=[{"name": "x", "datatype": "FP16", "shape": [3, -1]}],
+        outputs=[{"name": "y", "datatype": "BYTES", "shape": [3]}], has_batch_dim=False, native_onnx=True, gpu=True,
+    )
+    assert "max_batch_size: 0" in config
+    assert "dynamic_batching" not in config
+    assert "dims: [ 3, -1 ]" in config and "TYPE_STRING" in config
+    assert 'backend: "onnxruntime"' in config and "KIND_GPU" in config
+
+
+def wait_for_state(deployment_id: int, states: set[str], timeout: float = 60.0) -> Deployment:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deployment = Deployment.unscoped.select_related("server").get(pk=deployment_id)
+        if deployment.state in states:
+            return deployment
+        time.sleep(0.2)
+    raise AssertionError(f"deployment {deployment_id} stuck in {deployment.state}: {deployment.error}")
+
+
+@pytest.mark.integration
+def test_deploy_loads_into_triton_and_answers_like_onnxruntime(stack, acme, digits_onnx):
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    deployment = deployment_create(tenant=acme, model_version_id=version.pk)
+    assert deployment.state == DeploymentState.PENDING
+    ready = wait_for_state(deployment.pk, {DeploymentState.READY, DeploymentState.FAILED})
+    assert ready.state == DeploymentState.READY, ready.error
+    assert ready.load_seconds > 0
+    assert (stack.triton_repository / ready.triton_name / "config.pbtxt").exists()
+    route = redis_client().hgetall(route_entry_name(acme.pk, "digits"))
+    assert route["state"] == "ready" and route["triton_model"] == ready.triton_name
+
+    from graph_editor.samples import digits_dataset
+
+    features = digits_dataset()[0][:5]
+    client = triton_http.InferenceServerClient(url=stack.triton_url.removeprefix("http://"))
+    infer_input = triton_http.InferInput("X", list(features.shape), "FP32")
+    infer_input.set_data_from_numpy(features)
+    result = client.infer(ready.triton_name, [infer_input])
+    expected_label, expected_probabilities = ort.InferenceSession(digits_onnx).run(None, {"X": features})
+    np.testing.assert_array_equal(result.as_numpy("label").reshape(-1), expected_label)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected_probabilities, rtol=1e-5)
+
+    with pytest.raises(Conflict):
+        deployment_create(tenant=acme, model_version_id=version.pk)
+
+    deployment_undeploy(tenant=acme, deployment_id=deployment.pk)
+    gone = wait_for_state(deployment.pk, {DeploymentState.UNDEPLOYED})
+    assert not (stack.triton_repository / gone.triton_name).exists()
+    assert not client.is_model_ready(gone.triton_name)
+    assert redis_client().exists(route_entry_name(acme.pk, "digits")) == 0
+    # The name is free again once undeployed.
+    again = deployment_create(tenant=acme, model_version_id=version.pk)
+    assert wait_for_state(again.pk, {DeploymentState.READY, DeploymentState.FAILED}).state == DeploymentState.READY
+
+
+@pytest.mark.integration
+def test_a_model_triton_cannot_load_fails_with_its_reason_and_leaves_nothing(stack, acme, digits_onnx, settings):
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    # Corrupt the stored file behind the platform's back: Triton's runner must fail to load it.
+    Path(version.absolute_path).write_bytes(b"corrupted")
+    deployment = deployment_create(tenant=acme, model_version_id=version.pk)
+    failed = wait_for_state(deployment.pk, {DeploymentState.READY, DeploymentState.FAILED})
+    assert failed.state == DeploymentState.FAILED
+    assert "Triton could not load the model" in failed.error
+    assert not (stack.triton_repository / failed.triton_name).exists()
+    index = triton_http.InferenceServerClient(url=stack.triton_url.removeprefix("http://")).get_model_repository_index()
+    assert failed.triton_name not in {m["name"] for m in index if m.get("state") == "READY"}
+    route = redis_client().hgetall(route_entry_name(acme.pk, "digits"))
+    assert route["state"] == "failed" and "could not load" in route["error"]
+
+
+@pytest.mark.integration
+def test_no_healthy_server_fails_the_deployment_with_an_actionable_reason(stack, acme, digits_onnx):
+    TritonServer.objects.update(healthy=False)
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    deployment = deployment_create(tenant=acme, model_version_id=version.pk)
+    failed = wait_for_state(deployment.pk, {DeploymentState.READY, DeploymentState.FAILED})
+    assert failed.state == DeploymentState.FAILED
+    assert "No healthy Triton server" in failed.error
+
+
+@pytest.mark.django_db
+def test_deploying_another_tenants_version_is_not_found(acme, globex, digits_onnx):
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    with pytest.raises(NotFound):
+        deployment_create(tenant=globex, model_version_id=version.pk)
+    with pytest.raises(NotFound):
+        deployment_undeploy(tenant=globex, deployment_id=12345)
+    assert not Deployment.objects.for_tenant(globex).exists()
