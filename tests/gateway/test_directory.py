@@ -1,0 +1,28 @@
+import pytest
+
+from gateway.directory import directory_sync_all, key_entry_name, redis_client, route_entry_name
+from graph_editor.services import model_version_upload
+from tenants.services import api_key_create, api_key_revoke, hash_api_key
+from workers.models import Deployment, DeploymentState
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_rebuilds_a_lost_projection_and_drops_what_nothing_backs(acme, digits_onnx):
+    live, live_raw = api_key_create(tenant=acme, label="live", scopes=["infer"])
+    revoked, revoked_raw = api_key_create(tenant=acme, label="old", scopes=["infer"])
+    api_key_revoke(tenant=acme, key_id=revoked.pk)
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    Deployment.unscoped.create(tenant=acme, name="digits", model_version=version, state=DeploymentState.READY)
+    Deployment.unscoped.create(tenant=acme, name="gone", model_version=version, state=DeploymentState.UNDEPLOYED)
+
+    r = redis_client()
+    r.flushdb()  # Redis restarted and lost everything
+    r.hset(route_entry_name(acme.pk, "stale"), mapping={"state": "ready"})
+    result = directory_sync_all()
+
+    assert result == {"entries": 3, "removed": 1}
+    assert r.hget(key_entry_name(hash_api_key(live_raw)), "revoked") == "0"
+    assert r.hget(key_entry_name(hash_api_key(revoked_raw)), "revoked") == "1"
+    assert r.hget(route_entry_name(acme.pk, "digits"), "state") == "ready"
+    assert not r.exists(route_entry_name(acme.pk, "gone"))
+    assert not r.exists(route_entry_name(acme.pk, "stale"))
