@@ -64,6 +64,7 @@ def test_deploy_loads_into_triton_and_answers_like_onnxruntime(stack, acme, digi
     assert (stack.triton_repository / ready.triton_name / "config.pbtxt").exists()
     route = redis_client().hgetall(route_entry_name(acme.pk, "digits"))
     assert route["state"] == "ready" and route["triton_model"] == ready.triton_name
+    assert route["http_url"] == stack.triton_url
 
     from graph_editor.samples import digits_dataset
 
