@@ -7,11 +7,12 @@ are claimed back after `claim_idle_ms`."""
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import datetime, timezone
 
 from django.db import connection, transaction
-from django.db.models import Max
+import redis
 
 from billing.models import UsageEvent
 from gateway.directory import USAGE_STREAM, redis_client
@@ -78,19 +79,27 @@ def usage_ingest(entries: list[tuple[str, dict]]) -> int:
 
 def consume(*, consumer: str | None = None, batch: int = 500, block_ms: int = 1000,
             claim_idle_ms: int = 30_000, once: bool = False) -> int:
-    """Run the consumer loop; with once=True, drain what is there and return the count."""
+    """Run the consumer loop; with once=True, drain what is there and return the count.
+
+    Survives Redis restarts and flushes: the group is re-created when it disappears."""
     r = redis_client()
     _ensure_group(r)
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     total = 0
     while True:
-        claimed = r.xautoclaim(USAGE_STREAM, GROUP, consumer, min_idle_time=claim_idle_ms, start_id="0-0", count=batch)
-        entries = list(claimed[1]) if claimed and len(claimed) > 1 else []
-        if not entries:
-            response = r.xreadgroup(GROUP, consumer, {USAGE_STREAM: ">"}, count=batch,
-                                    block=None if once else block_ms)
-            entries = response[0][1] if response else []
-        entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+        try:
+            entries = _next_entries(r, consumer, batch, None if once else block_ms, claim_idle_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                raise
+            _ensure_group(r)
+            continue
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if once:
+                raise
+            log.warning("metering: Redis unreachable (%s); retrying", exc)
+            time.sleep(1)
+            continue
         if entries:
             total += usage_ingest(entries)
             ids = [entry_id for entry_id, _ in entries]
@@ -101,3 +110,12 @@ def consume(*, consumer: str | None = None, batch: int = 500, block_ms: int = 10
         elif once:
             return total
         connection.close_if_unusable_or_obsolete()
+
+
+def _next_entries(r, consumer: str, batch: int, block_ms: int | None, claim_idle_ms: int) -> list:
+    claimed = r.xautoclaim(USAGE_STREAM, GROUP, consumer, min_idle_time=claim_idle_ms, start_id="0-0", count=batch)
+    entries = list(claimed[1]) if claimed and len(claimed) > 1 else []
+    if not entries:
+        response = r.xreadgroup(GROUP, consumer, {USAGE_STREAM: ">"}, count=batch, block=block_ms)
+        entries = response[0][1] if response else []
+    return [(entry_id, fields) for entry_id, fields in entries if fields]

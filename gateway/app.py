@@ -259,6 +259,7 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
             if header_length is not None and not 0 < header_length <= len(body):
                 raise GatewayError(400, "invalid_request",
                                    "Inference-Header-Content-Length does not fit the request body.")
+            check_infer_header(body if header_length is None else body[:header_length])
 
         triton_model = route["triton_model"]
         upstream_path = f"/v2/models/{triton_model}" + (f"/versions/{version}" if version else "")
@@ -310,6 +311,16 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
             "up": round(upstream_ms, 3) if upstream_ms is not None else "",
             "bin": bytes_in, "bout": bytes_out, "ts": time.time(),
         })
+
+
+def check_infer_header(header: bytes) -> None:
+    """Reject what Triton would answer with a 500: a JSON header that does not parse."""
+    try:
+        request = json.loads(header)
+    except ValueError as exc:
+        raise GatewayError(400, "invalid_request", f"The inference request is not valid JSON: {exc}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+        raise GatewayError(400, "invalid_request", "The inference request needs an 'inputs' list.")
 
 
 def triton_error_message(payload: bytes) -> str:

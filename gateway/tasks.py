@@ -3,6 +3,6 @@ from celery import shared_task
 from gateway.directory import directory_sync_all
 
 
-@shared_task(queue="control", acks_late=True, expires=60)
+@shared_task(acks_late=True, expires=60)
 def directory_sync() -> dict:
     return directory_sync_all()

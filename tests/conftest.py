@@ -1,17 +1,12 @@
 """Shared fixtures: named tenants and users, and the real platform processes
 (Triton, a Celery worker, the gateway, the metering consumer) for integration tests.
 
-Tests use Redis database 15 unless TEST_REDIS_URL says otherwise, and pytest-django's
-test database; the processes started here are pointed at both."""
-import os
+Tests run with portal.settings_test: Redis database 15 unless TEST_REDIS_URL says
+otherwise, pytest-django's test database, scratch directories under TEST_VAR_DIR; the
+processes started here are pointed at the same."""
+import pytest
 
-os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("MODEL_STORAGE_DIR", "/tmp/inference-platform-test/models")
-os.environ.setdefault("TRITON_VAR_DIR", "/tmp/inference-platform-test/triton")
-
-import pytest  # noqa: E402
-
-from tests.stack import PlatformStack  # noqa: E402
+from tests.stack import PlatformStack
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +86,6 @@ def stack(platform_stack, transactional_db):
     """The running stack, with its Triton server registered in this test's database."""
     platform_stack.register_servers()
     yield platform_stack
+    # Let the processes finish what the test started before the database is flushed,
+    # or the flush and their writes deadlock.
+    platform_stack.wait_quiet()

@@ -123,6 +123,26 @@ class PlatformStack:
             },
         )
 
+    def wait_quiet(self, timeout: float = 30.0) -> None:
+        """Wait until usage events are ingested and no deployment is in transition."""
+        from billing.metering import GROUP
+        from gateway.directory import USAGE_STREAM, redis_client
+        from workers.models import Deployment, DeploymentState
+
+        transitional = [DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.UNLOADING]
+        deadline = time.monotonic() + timeout
+        r = redis_client()
+        while time.monotonic() < deadline:
+            try:
+                pending = r.xpending(USAGE_STREAM, GROUP)["pending"]
+            except Exception:
+                pending = 0
+            busy = r.xlen(USAGE_STREAM) or pending or r.llen("control")
+            if not busy and not Deployment.unscoped.filter(state__in=transitional).exists():
+                time.sleep(0.2)
+                return
+            time.sleep(0.1)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
