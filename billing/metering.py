@@ -59,9 +59,33 @@ def _row(fields: dict) -> UsageEvent | None:
         return None
 
 
+def _resolve_references(rows: list[UsageEvent]) -> list[UsageEvent]:
+    """Keep usage whose key or deployment has since been deleted (the reference becomes
+    empty, the deployment name stays); drop only events of tenants that no longer exist."""
+    from tenants.models import Tenant
+    from workers.models import Deployment
+
+    tenants = set(Tenant.objects.filter(pk__in={r.tenant_id for r in rows}).values_list("pk", flat=True))
+    keys = set(ApiKey.unscoped.filter(pk__in={r.api_key_id for r in rows if r.api_key_id})
+               .values_list("pk", flat=True))
+    deployments = set(Deployment.unscoped.filter(pk__in={r.deployment_id for r in rows if r.deployment_id})
+                      .values_list("pk", flat=True))
+    kept = []
+    for row in rows:
+        if row.tenant_id not in tenants:
+            log.warning("dropping usage event %s of unknown tenant %s", row.request_id, row.tenant_id)
+            continue
+        if row.api_key_id not in keys:
+            row.api_key_id = None
+        if row.deployment_id not in deployments:
+            row.deployment_id = None
+        kept.append(row)
+    return kept
+
+
 def usage_ingest(entries: list[tuple[str, dict]]) -> int:
     """Insert a batch of stream entries; return how many rows were new."""
-    rows = [row for _, fields in entries if (row := _row(fields)) is not None]
+    rows = _resolve_references([row for _, fields in entries if (row := _row(fields)) is not None])
     if not rows:
         return 0
     with transaction.atomic():

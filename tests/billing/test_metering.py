@@ -63,3 +63,15 @@ def test_entries_a_crashed_consumer_left_pending_are_claimed(acme):
     assert consume(once=True, claim_idle_ms=0) == 1
     assert UsageEvent.objects.for_tenant(acme).count() == 1
     assert r.xpending(USAGE_STREAM, GROUP)["pending"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_referring_to_deleted_keys_or_deployments_are_kept_and_unknown_tenants_dropped(acme):
+    api_key, _ = api_key_create(tenant=acme, label="ci", scopes=["infer"])
+    r = redis_client()
+    r.xadd(USAGE_STREAM, event(acme, api_key, key="999999", dep="888888", name="old-deployment"))
+    r.xadd(USAGE_STREAM, {**event(acme, api_key), "tenant": "777777"})
+    assert consume(once=True) == 1
+    [row] = UsageEvent.objects.for_tenant(acme)
+    assert (row.api_key_id, row.deployment_id, row.deployment_name) == (None, None, "old-deployment")
+    assert r.xlen(USAGE_STREAM) == 0
