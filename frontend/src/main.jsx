@@ -1,0 +1,13 @@
+import { createRoot } from "react-dom/client";
+import UsageChart from "./UsageChart.jsx";
+import "./platform.css";
+
+function mountAll() {
+  document.querySelectorAll("[data-usage-chart]").forEach((element) => {
+    const minutes = Number(new URL(element.dataset.source, window.location.href).searchParams.get("minutes") || 60);
+    createRoot(element).render(<UsageChart source={element.dataset.source} minutes={minutes} />);
+  });
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mountAll);
+else mountAll();

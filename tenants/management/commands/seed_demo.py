@@ -1,0 +1,104 @@
+"""Seed the demo: tenant, owner login, the digits model deployed, and a key with both scopes.
+
+Idempotent. The key's secret is never stored in the database, so the demo keeps its raw
+key in var/demo.json (mode 0600) and reuses it while that key exists and is not revoked."""
+import json
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from graph_editor.models import MLModel
+from graph_editor.samples import digits_classifier_onnx
+from graph_editor.services import model_version_upload
+from tenants.models import ApiKey, Role, Tenant
+from tenants.services import api_key_create, hash_api_key, membership_add, tenant_create, user_create
+from workers.models import Deployment, DeploymentState
+from workers.services import deployment_create
+
+DEMO_SLUG = "demo"
+DEMO_USER = "demo"
+MODEL_NAME = "digits"
+
+
+class Command(BaseCommand):
+    help = "Create (or find) the demo tenant, login, deployed model and API key."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object and nothing else")
+
+    def handle(self, *args, as_json: bool = False, **options):
+        password = os.environ.get("DEMO_PASSWORD", "demo-password")
+        with transaction.atomic():
+            tenant = Tenant.objects.filter(slug=DEMO_SLUG).first() or tenant_create(name="Demo", slug=DEMO_SLUG)
+            User = get_user_model()
+            user = User.objects.filter(username=DEMO_USER).first()
+            if user is None:
+                user = user_create(username=DEMO_USER, password=password, email="demo@example.com")
+            elif not user.check_password(password):
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            membership_add(tenant=tenant, user=user, role=Role.OWNER)
+
+        model = MLModel.objects.for_tenant(tenant).filter(name=MODEL_NAME).first()
+        version = model.versions.order_by("-version").first() if model else None
+        if version is None:
+            version = model_version_upload(
+                tenant=tenant, model_name=MODEL_NAME, chunks=[digits_classifier_onnx()], filename="digits.onnx",
+                description="Handwritten digits (8x8) classifier: scikit-learn logistic regression", actor=user,
+            )
+        deployment = (
+            Deployment.objects.for_tenant(tenant).filter(name=MODEL_NAME).exclude(state=DeploymentState.UNDEPLOYED)
+            .first()
+        )
+        if deployment is None:
+            deployment = deployment_create(tenant=tenant, model_version_id=version.pk, name=MODEL_NAME, actor=user)
+
+        raw_key = self._demo_key(tenant, user)
+        summary = {
+            "portal_url": settings.PORTAL_URL,
+            "gateway_url": settings.GATEWAY_URL,
+            "triton_url": os.environ.get("TRITON_URL", f"http://127.0.0.1:{os.environ.get('TRITON_HTTP_PORT', 8100)}"),
+            "username": DEMO_USER,
+            "password": password,
+            "api_key": raw_key,
+            "model": deployment.name,
+        }
+        if as_json:
+            self.stdout.write(json.dumps(summary))
+            return
+        self.stdout.write(self._banner(summary, deployment.state))
+
+    def _demo_key(self, tenant, user) -> str:
+        path = Path(settings.VAR_DIR) / "demo.json"
+        if path.exists():
+            raw = json.loads(path.read_text()).get("api_key", "")
+            if ApiKey.objects.for_tenant(tenant).filter(secret_hash=hash_api_key(raw), revoked_at=None).exists():
+                return raw
+        _, raw = api_key_create(tenant=tenant, label="demo key", scopes=["infer", "manage"], actor=user)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps({"api_key": raw}))
+        return raw
+
+    def _banner(self, s: dict, state: str) -> str:
+        return f"""
+  Inference platform demo
+  -----------------------
+  Portal    {s['portal_url']}   (login: {s['username']} / {s['password']})
+  Gateway   {s['gateway_url']}
+  Triton    {s['triton_url']}
+  API docs  {s['portal_url']}/api/v1/docs/
+  Model     {s['model']} (deployment state: {state}; it loads as soon as the worker runs)
+  API key   {s['api_key']}
+
+  Call it:
+    curl -s {s['gateway_url']}/v2/models/{s['model']}/infer \\
+      -H "Authorization: Bearer {s['api_key']}" -H "Content-Type: application/json" \\
+      -d '{{"inputs":[{{"name":"X","shape":[1,64],"datatype":"FP32","data":[{", ".join(["0"] * 8 + ["16"] * 8) + ", " + ", ".join(["0"] * 48)}]}}]}}'
+"""
+

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+from django.core.management import call_command
+
+from graph_editor.models import ModelVersion
+from tenants.models import ApiKey, Tenant
+from workers.models import Deployment
+
+
+def seed() -> dict:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_is_idempotent_and_prints_what_a_newcomer_needs(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    first = seed()
+    second = seed()
+    assert set(first) == {"portal_url", "gateway_url", "triton_url", "username", "password", "api_key", "model"}
+    assert first == second
+    assert first["model"] == "digits" and first["username"] == "demo"
+    tenant = Tenant.objects.get(slug="demo")
+    assert ModelVersion.objects.for_tenant(tenant).count() == 1
+    assert Deployment.objects.for_tenant(tenant).count() == 1
+    [key] = ApiKey.objects.for_tenant(tenant)
+    assert sorted(key.scopes) == ["infer", "manage"]
+    assert (tmp_path / "demo.json").stat().st_mode & 0o777 == 0o600
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username="demo", password=first["password"]) is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_replaces_a_revoked_demo_key(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    first = seed()
+    tenant = Tenant.objects.get(slug="demo")
+    from tenants.services import api_key_revoke
+
+    api_key_revoke(tenant=tenant, key_id=ApiKey.objects.for_tenant(tenant).get().pk)
+    second = seed()
+    assert second["api_key"] != first["api_key"]
+    assert ApiKey.objects.for_tenant(tenant).filter(revoked_at=None).count() == 1
