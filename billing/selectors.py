@@ -4,8 +4,11 @@ from billing.models import UsageEvent
 from tenants.models import Tenant
 
 
-def usage_recent(*, tenant: Tenant, limit: int = 50):
-    return UsageEvent.objects.for_tenant(tenant).order_by("-occurred_at")[:limit]
+def usage_recent(*, tenant: Tenant, limit: int | None = 50, deployment_name: str | None = None):
+    events = UsageEvent.objects.for_tenant(tenant).select_related("api_key").order_by("-occurred_at")
+    if deployment_name:
+        events = events.filter(deployment_name=deployment_name)
+    return events[:limit] if limit else events
 
 
 def usage_summary(*, tenant: Tenant) -> dict:
@@ -29,3 +32,18 @@ def usage_summary(*, tenant: Tenant) -> dict:
         "avg_latency_ms": round(totals["avg_latency_ms"], 3) if totals["avg_latency_ms"] is not None else None,
         "by_deployment": per_deployment,
     }
+
+
+def usage_timeseries(*, tenant: Tenant, minutes: int = 60) -> list[dict]:
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncMinute
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(minutes=minutes)
+    rows = (
+        UsageEvent.objects.for_tenant(tenant).filter(occurred_at__gte=since)
+        .annotate(minute=TruncMinute("occurred_at")).values("minute")
+        .annotate(requests=Count("pk"), errors=Count("pk", filter=Q(status__gte=400))).order_by("minute")
+    )
+    return [{"minute": r["minute"].isoformat(), "requests": r["requests"], "errors": r["errors"]} for r in rows]
