@@ -1,9 +1,18 @@
 from django.conf import settings
+from django.contrib.staticfiles import finders
+
+from tenants.models import Membership
 
 
 def platform(request):
+    user = getattr(request, "user", None)
+    memberships = []
+    if user is not None and user.is_authenticated:
+        memberships = Membership.unscoped.filter(user=user).select_related("tenant").order_by("tenant__name")
     return {
         "gateway_url": settings.GATEWAY_URL,
         "current_tenant": getattr(request, "tenant", None),
         "current_membership": getattr(request, "membership", None),
+        "user_memberships": memberships,
+        "platform_bundle": bool(finders.find("platform.js")),
     }

@@ -12,6 +12,7 @@ from django.utils import timezone
 from gateway.directory import directory_put_deployment
 from graph_editor.models import ModelVersion
 from portal.errors import Conflict, NotFound, PlatformError
+from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
 from workers.models import Deployment, DeploymentState, TritonServer
 from workers.triton import client as triton
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def _publish(deployment: Deployment) -> None:
-    transaction.on_commit(lambda: directory_put_deployment(deployment))
+    """After commit: the gateway's directory, then the portal's live view."""
+    def publish():
+        directory_put_deployment(deployment)
+        deployment_event_send(deployment)
+
+    transaction.on_commit(publish)
 
 
 def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", actor=None) -> Deployment:
