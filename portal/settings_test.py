@@ -11,7 +11,6 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"
 _scratch = Path(os.environ.get("TEST_VAR_DIR", "/tmp/inference-platform-test"))
 MODEL_STORAGE_DIR = _scratch / "models"
 TRITON_VAR_DIR = _scratch / "triton"
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STATIC_ROOT = _scratch / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True

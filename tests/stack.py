@@ -52,12 +52,17 @@ class PlatformStack:
         self.triton_grpc_port = free_port()
         self.triton_metrics_port = free_port()
         self.gateway_port = free_port()
+        self.portal_port = free_port()
         self.triton_name = f"test-{os.getpid()}"
         self.triton_repository = Path(settings.TRITON_VAR_DIR) / self.triton_name / "models"
 
     @property
     def triton_url(self) -> str:
         return f"http://127.0.0.1:{self.triton_http_port}"
+
+    @property
+    def portal_url(self) -> str:
+        return f"http://127.0.0.1:{self.portal_port}"
 
     @property
     def gateway_url(self) -> str:
@@ -74,6 +79,8 @@ class PlatformStack:
             "TRITON_VAR_DIR": str(settings.TRITON_VAR_DIR),
             "DJANGO_SETTINGS_MODULE": "portal.settings",
             "PYTHONUNBUFFERED": "1",
+            "GATEWAY_URL": self.gateway_url,
+            "PORTAL_URL": self.portal_url,
         })
         return env
 
@@ -105,7 +112,12 @@ class PlatformStack:
             PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
             "--workers", "1",
         ])
+        web = self._spawn("web", [
+            PYTHON, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(self.portal_port),
+            "--no-access-log",
+        ])
         wait_http(f"{self.triton_url}/v2/health/ready", 60, triton, self.workdir / "triton.log")
+        wait_http(f"{self.portal_url}/login/", 60, web, self.workdir / "web.log")
         wait_http(f"{self.gateway_url}/v2/health/live", 30, gateway, self.workdir / "gateway.log")
 
     def register_servers(self) -> None:
