@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 FRONTEND_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: help run test setup services frontend migrate seed bench-gateway clean
+.PHONY: help run test setup services frontend migrate seed clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -50,9 +50,6 @@ migrate: setup  ## Apply database migrations
 
 seed: migrate  ## Seed the demo tenant, model, deployment and key
 	$(BIN)/python manage.py seed_demo
-
-bench-gateway: setup  ## Gateway vs direct Triton: throughput and added latency
-	$(BIN)/python -m gateway.bench
 
 clean:  ## Remove the venv, build output and local state
 	rm -rf $(VENV) frontend/node_modules frontend/dist var
