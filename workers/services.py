@@ -70,6 +70,10 @@ def deployment_undeploy(*, tenant: Tenant, deployment_id: int) -> Deployment:
     return deployment
 
 
+class PlacementPending(Exception):
+    """No server could take the deployment right now; the load task retries."""
+
+
 def server_pick(*, deployment: Deployment) -> TritonServer:
     """Placement: an enabled, healthy server, the one with the fewest active deployments."""
     from django.db.models import Count, Q
@@ -83,7 +87,8 @@ def server_pick(*, deployment: Deployment) -> TritonServer:
     )
     server = servers.first()
     if server is None:
-        raise triton.TritonError("No healthy Triton server is registered; start one with `manage.py triton_serve`.")
+        raise triton.TritonUnreachable(
+            "No healthy Triton server is registered; start one with `manage.py triton_serve`.")
     return server
 
 
@@ -95,8 +100,24 @@ def _set_state(deployment: Deployment, state: str, **fields) -> None:
     _publish(deployment)
 
 
-def deployment_load_run(*, deployment_id: int) -> None:
-    """Write the Triton entry and load it. Ends ready, or failed with nothing left behind."""
+def _wait_or_fail(deployment_id: int, reason: str, final_attempt: bool) -> None:
+    """No server can take the deployment now: stay pending (the task retries) or, on the
+    last attempt, fail with the reason."""
+    with transaction.atomic():
+        current = Deployment.unscoped.select_for_update().get(pk=deployment_id)
+        if current.state not in (DeploymentState.PENDING, DeploymentState.LOADING):
+            return
+        if final_attempt:
+            _set_state(current, DeploymentState.FAILED, error=reason)
+            return
+        _set_state(current, DeploymentState.PENDING, server=None, error=f"Waiting for a Triton server: {reason}")
+    raise PlacementPending(reason)
+
+
+def deployment_load_run(*, deployment_id: int, final_attempt: bool = True) -> None:
+    """Write the Triton entry and load it. Ends ready, or failed with nothing left behind;
+    while no server is reachable it stays pending and raises PlacementPending, unless
+    this is the final attempt."""
     with transaction.atomic():
         deployment = (
             Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version", "server")
@@ -107,10 +128,14 @@ def deployment_load_run(*, deployment_id: int) -> None:
         try:
             server = deployment.server if deployment.server and deployment.server.enabled else server_pick(
                 deployment=deployment)
-        except triton.TritonError as exc:
-            _set_state(deployment, DeploymentState.FAILED, error=str(exc))
-            return
-        _set_state(deployment, DeploymentState.LOADING, server=server, error="")
+        except triton.TritonUnreachable as exc:
+            reason = str(exc)
+            server = None
+        else:
+            _set_state(deployment, DeploymentState.LOADING, server=server, error="")
+    if server is None:
+        _wait_or_fail(deployment_id, reason, final_attempt)
+        return
 
     version = deployment.model_version
     native_onnx = "onnxruntime" in server.backends
@@ -123,6 +148,12 @@ def deployment_load_run(*, deployment_id: int) -> None:
         entry_write(repository=repository, triton_name=deployment.triton_name, onnx_path=version.absolute_path,
                     config=config, native_onnx=native_onnx)
         seconds = triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
+    except triton.TritonUnreachable as exc:
+        log.warning("deployment %s: %s; will retry", deployment.pk, exc)
+        TritonServer.objects.filter(pk=server.pk).update(healthy=False)
+        entry_remove(repository=repository, triton_name=deployment.triton_name)
+        _wait_or_fail(deployment.pk, str(exc), final_attempt)
+        return
     except (triton.TritonError, OSError) as exc:
         log.warning("deployment %s failed to load: %s", deployment.pk, exc)
         _cleanup_in_triton(server, deployment.triton_name, repository)

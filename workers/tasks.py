@@ -3,9 +3,17 @@ from celery import shared_task
 from workers import services
 
 
-@shared_task(acks_late=True)
-def deployment_load(deployment_id: int) -> None:
-    services.deployment_load_run(deployment_id=deployment_id)
+LOAD_RETRY_S = 2
+LOAD_MAX_RETRIES = 60  # about two minutes of waiting for a Triton server
+
+
+@shared_task(bind=True, acks_late=True, max_retries=LOAD_MAX_RETRIES)
+def deployment_load(self, deployment_id: int) -> None:
+    try:
+        services.deployment_load_run(deployment_id=deployment_id,
+                                     final_attempt=self.request.retries >= LOAD_MAX_RETRIES)
+    except services.PlacementPending as exc:
+        raise self.retry(exc=exc, countdown=LOAD_RETRY_S)
 
 
 @shared_task(acks_late=True)

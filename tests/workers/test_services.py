@@ -107,13 +107,30 @@ def test_a_model_triton_cannot_load_fails_with_its_reason_and_leaves_nothing(sta
 
 
 @pytest.mark.integration
-def test_no_healthy_server_fails_the_deployment_with_an_actionable_reason(stack, acme, digits_onnx):
+def test_without_a_reachable_server_the_deployment_waits_then_loads_when_one_appears(stack, acme, digits_onnx):
     TritonServer.objects.update(healthy=False)
     version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
     deployment = deployment_create(tenant=acme, model_version_id=version.pk)
-    failed = wait_for_state(deployment.pk, {DeploymentState.READY, DeploymentState.FAILED})
-    assert failed.state == DeploymentState.FAILED
-    assert "No healthy Triton server" in failed.error
+    deadline = time.monotonic() + 10
+    while "No healthy Triton server" not in Deployment.unscoped.get(pk=deployment.pk).error:
+        assert time.monotonic() < deadline, "the deployment never said why it waits"
+        time.sleep(0.2)
+    assert Deployment.unscoped.get(pk=deployment.pk).state == DeploymentState.PENDING
+    assert redis_client().hget(route_entry_name(acme.pk, "digits"), "state") == "pending"
+    TritonServer.objects.update(healthy=True)  # what the health check does when a server comes up
+    ready = wait_for_state(deployment.pk, {DeploymentState.READY, DeploymentState.FAILED})
+    assert ready.state == DeploymentState.READY and ready.error == ""
+
+
+def test_the_last_attempt_fails_with_an_actionable_reason(db, acme, digits_onnx):
+    from workers.services import deployment_load_run
+
+    TritonServer.objects.all().delete()
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    deployment = Deployment.unscoped.create(tenant=acme, name="digits", model_version=version)
+    deployment_load_run(deployment_id=deployment.pk, final_attempt=True)
+    failed = Deployment.unscoped.get(pk=deployment.pk)
+    assert failed.state == DeploymentState.FAILED and "No healthy Triton server" in failed.error
 
 
 @pytest.mark.django_db

@@ -9,6 +9,10 @@ class TritonError(RuntimeError):
     pass
 
 
+class TritonUnreachable(TritonError):
+    """The server did not answer at all: transient, worth retrying elsewhere or later."""
+
+
 def _request(base_url: str, method: str, path: str, body: dict | None = None, timeout: float = 10.0):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base_url.rstrip("/") + path, data=data, method=method)
@@ -26,7 +30,7 @@ def _request(base_url: str, method: str, path: str, body: dict | None = None, ti
             message = payload.decode(errors="replace")
         return exc.code, {"error": message}
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-        raise TritonError(f"Triton at {base_url} is unreachable: {exc}") from exc
+        raise TritonUnreachable(f"Triton at {base_url} is unreachable: {exc}") from exc
 
 
 def server_ready(base_url: str, timeout: float = 2.0) -> bool:
