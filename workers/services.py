@@ -54,6 +54,21 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
     return deployment
 
 
+def deployment_retry(*, tenant: Tenant, deployment_id: int) -> Deployment:
+    """Queue a failed deployment's load again."""
+    from workers import tasks
+
+    with transaction.atomic():
+        deployment = Deployment.objects.for_tenant(tenant).select_for_update().filter(pk=deployment_id).first()
+        if deployment is None:
+            raise NotFound("No such deployment in this tenant.")
+        if deployment.state != DeploymentState.FAILED:
+            raise Conflict(f"Only a failed deployment can be retried; this one is {deployment.state}.")
+        _set_state(deployment, DeploymentState.PENDING, server=None, error="")
+        transaction.on_commit(lambda: tasks.deployment_load.delay(deployment.pk))
+    return deployment
+
+
 def deployment_undeploy(*, tenant: Tenant, deployment_id: int) -> Deployment:
     from workers import tasks
 

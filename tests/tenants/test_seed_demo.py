@@ -46,3 +46,14 @@ def test_seed_demo_replaces_a_revoked_demo_key(settings, tmp_path):
     second = seed()
     assert second["api_key"] != first["api_key"]
     assert ApiKey.objects.for_tenant(tenant).filter(revoked_at=None).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_retries_a_failed_demo_deployment(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    seed()
+    tenant = Tenant.objects.get(slug="demo")
+    Deployment.objects.for_tenant(tenant).update(state="failed", error="Triton was down")
+    seed()
+    [deployment] = Deployment.objects.for_tenant(tenant)
+    assert (deployment.state, deployment.error) == ("pending", "")

@@ -17,7 +17,7 @@ from graph_editor.services import model_version_upload
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import api_key_create, hash_api_key, membership_add, tenant_create, user_create
 from workers.models import Deployment, DeploymentState
-from workers.services import deployment_create
+from workers.services import deployment_create, deployment_retry
 
 DEMO_SLUG = "demo"
 DEMO_USER = "demo"
@@ -56,6 +56,8 @@ class Command(BaseCommand):
         )
         if deployment is None:
             deployment = deployment_create(tenant=tenant, model_version_id=version.pk, name=MODEL_NAME, actor=user)
+        elif deployment.state == DeploymentState.FAILED:
+            deployment = deployment_retry(tenant=tenant, deployment_id=deployment.pk)
 
         raw_key = self._demo_key(tenant, user)
         summary = {
