@@ -1,7 +1,6 @@
 """Server-rendered portal pages. Views parse and authorize; services do the work."""
 from functools import wraps
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied

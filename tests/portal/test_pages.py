@@ -3,26 +3,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from graph_editor.models import MLModel
-from graph_editor.services import model_version_upload
 from tenants.models import ApiKey
-from tenants.services import api_key_create
 from workers.models import Deployment, DeploymentState
 
 PAGES = ["/", "/models/", "/deployments/", "/keys/", "/usage/"]
-
-
-@pytest.fixture(autouse=True)
-def storage(settings, tmp_path):
-    settings.MODEL_STORAGE_DIR = tmp_path / "models"
-
-
-@pytest.fixture
-def acme_objects(acme, digits_onnx):
-    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
-    deployment = Deployment.unscoped.create(tenant=acme, name="digits", model_version=version,
-                                            state=DeploymentState.READY)
-    api_key, _ = api_key_create(tenant=acme, label="acme key", scopes=["infer"])
-    return {"model": version.model, "version": version, "deployment": deployment, "key": api_key}
 
 
 @pytest.mark.django_db
