@@ -1,14 +1,23 @@
 # The two commands: `make run` (the whole platform with a seeded demo) and `make test`.
-# Both install what they need and can be run again at any time.
+# Both install what they need and can be run again at any time: each step is skipped when
+# its stamp (keyed on a hash of pyproject.toml or package-lock.json) or its output is current.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+export PYTHON
 VENV := .venv
 BIN := $(VENV)/bin
+# Procfile commands (uvicorn, celery, python) resolve to the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-FRONTEND_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
+DEPS_STAMP := $(VENV)/.deps-$(shell sha1sum < pyproject.toml | cut -c1-12)
+FRONTEND_STAMP := frontend/node_modules/.installed-$(shell sha1sum < frontend/package-lock.json | cut -c1-12)
+FRONTEND_SOURCES := $(shell find frontend/src -type f) frontend/vite.config.js
 
-.PHONY: help run test setup services frontend migrate seed clean
+# The URLs the demo prints follow the ports the processes listen on.
+export PORTAL_URL ?= http://127.0.0.1:$(or $(PORTAL_PORT),8000)
+export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
+export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
+
+.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -16,40 +25,46 @@ help:  ## List the targets
 run: setup migrate  ## Start the whole platform (portal, gateway, worker, beat, metering, Triton) with a demo
 	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/honcho start
+	exec $(BIN)/honcho start
 
-test: setup  ## Run the whole test suite (frontend unit tests, then pytest)
+test: setup frontend-test  ## Run the whole test suite (frontend unit tests, then pytest)
 	scripts/ensure_system.sh chromium
-	cd frontend && npm test --silent
 	$(BIN)/pytest
 
-setup: $(DEPS_STAMP) services frontend/dist/platform.js  ## Install everything and make services available
+setup: venv services frontend  ## Install everything and make PostgreSQL and Redis available
+
+venv: $(DEPS_STAMP)  ## Create .venv with the pinned dependencies (test extra included)
 
 $(DEPS_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@test -x $(BIN)/pip || { rm -rf $(VENV); scripts/ensure_system.sh venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python scripts/requirements.py test > $(VENV)/requirements.txt
-	$(BIN)/pip install --quiet -r $(VENV)/requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
 	rm -f $(VENV)/.deps-* && touch $@
 
-services: $(DEPS_STAMP)  ## Make PostgreSQL and Redis available (start or install them)
+services: venv  ## Make PostgreSQL and Redis available (start them, or install them first)
 	$(BIN)/python scripts/services.py
 
 $(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
-	scripts/ensure_system.sh
-	cd frontend && npm ci --no-audit --no-fund --silent
+	scripts/ensure_system.sh node
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
 	rm -f frontend/node_modules/.installed-* && touch $@
 
-frontend/dist/platform.js: $(FRONTEND_STAMP) $(shell find frontend/src -type f 2>/dev/null) frontend/vite.config.js
-	cd frontend && npm run build --silent
+frontend/dist/platform.js: $(FRONTEND_STAMP) $(FRONTEND_SOURCES)
+	cd frontend && npm run --silent build
 
-frontend: frontend/dist/platform.js  ## Build the browser bundle
+frontend: frontend/dist/platform.js  ## Build the browser bundle (frontend/dist/platform.js, platform.css)
 
-migrate: setup  ## Apply database migrations
+frontend-test: $(FRONTEND_STAMP)  ## Run the frontend unit tests (vitest)
+	cd frontend && npm test --silent
+
+migrate: venv services  ## Apply database migrations
 	$(BIN)/python manage.py migrate --noinput -v 0
 
 seed: migrate  ## Seed the demo tenant, model, deployment and key
 	$(BIN)/python manage.py seed_demo
 
-clean:  ## Remove the venv, build output and local state
+bench-gateway: venv services  ## Measure the gateway's request path
+	$(BIN)/python -m gateway.bench
+
+clean:  ## Remove the venv, frontend dependencies and build, and local state (var/)
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

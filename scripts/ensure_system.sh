@@ -1,13 +1,33 @@
 #!/usr/bin/env bash
-# System packages the platform needs on a Debian machine: Node.js for the frontend build,
-# Chromium for the browser tests (pass "chromium"). Installs only what is missing.
+# Debian packages the platform needs, installed only when missing. Arguments name what to check:
+#   venv      $PYTHON can create virtualenvs (Debian ships ensurepip in python3.X-venv)
+#   node      Node.js and npm for the frontend build
+#   chromium  Debian's Chromium for the browser tests (/usr/bin/chromium)
 set -euo pipefail
+python="${PYTHON:-python3}"
 missing=()
-command -v node >/dev/null || missing+=(nodejs)
-command -v npm >/dev/null || missing+=(npm)
-if [[ " $* " == *" chromium "* ]] && [[ ! -x /usr/bin/chromium ]]; then missing+=(chromium); fi
+for what in "$@"; do
+  case "$what" in
+    venv)
+      if ! "$python" -c 'import ensurepip' 2>/dev/null; then
+        missing+=("python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv")
+      fi
+      ;;
+    node)
+      command -v node >/dev/null || missing+=(nodejs)
+      command -v npm >/dev/null || missing+=(npm)
+      ;;
+    chromium)
+      [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+      ;;
+    *)
+      echo "ensure_system: unknown requirement '$what' (venv, node, chromium)" >&2
+      exit 2
+      ;;
+  esac
+done
 if ((${#missing[@]})); then
-  echo "system: installing ${missing[*]}"
+  echo "system: installing ${missing[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}"

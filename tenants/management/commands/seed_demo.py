@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from graph_editor.models import MLModel
-from graph_editor.samples import digits_classifier_onnx
+from graph_editor.samples import digits_classifier_onnx, digits_dataset
 from graph_editor.services import model_version_upload
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import api_key_create, hash_api_key, membership_add, tenant_create, user_create
@@ -63,7 +63,7 @@ class Command(BaseCommand):
         summary = {
             "portal_url": settings.PORTAL_URL,
             "gateway_url": settings.GATEWAY_URL,
-            "triton_url": os.environ.get("TRITON_URL", f"http://127.0.0.1:{os.environ.get('TRITON_HTTP_PORT', 8100)}"),
+            "triton_url": os.environ.get("TRITON_URL", f"http://127.0.0.1:{os.environ.get('TRITON_HTTP_PORT', '8100')}"),
             "username": DEMO_USER,
             "password": password,
             "api_key": raw_key,
@@ -88,19 +88,33 @@ class Command(BaseCommand):
         return raw
 
     def _banner(self, s: dict, state: str) -> str:
+        # The first image of scikit-learn's digits data: a handwritten 0.
+        pixels = ",".join(str(int(v)) for v in digits_dataset()[0][0])
+        gateway_host = s["gateway_url"].split("://", 1)[-1].rstrip("/")
+        if state != DeploymentState.READY:
+            state = f"{state}; the worker loads it when it runs"
         return f"""
   Inference platform demo
   -----------------------
   Portal    {s['portal_url']}   (login: {s['username']} / {s['password']})
-  Gateway   {s['gateway_url']}
+  API docs  {s['portal_url']}/api/v1/docs/      Admin {s['portal_url']}/admin/
+  Gateway   {s['gateway_url']}   (KServe v2, Authorization: Bearer <API key>)
   Triton    {s['triton_url']}
-  API docs  {s['portal_url']}/api/v1/docs/
-  Model     {s['model']} (deployment state: {state}; it loads as soon as the worker runs)
+  Model     {s['model']}   (deployment: {state})
   API key   {s['api_key']}
 
-  Call it:
+  Call it with curl (the pixels of a handwritten 0):
     curl -s {s['gateway_url']}/v2/models/{s['model']}/infer \\
       -H "Authorization: Bearer {s['api_key']}" -H "Content-Type: application/json" \\
-      -d '{{"inputs":[{{"name":"X","shape":[1,64],"datatype":"FP32","data":[{", ".join(["0"] * 8 + ["16"] * 8) + ", " + ", ".join(["0"] * 48)}]}}]}}'
-"""
+      -d '{{"inputs":[{{"name":"X","shape":[1,64],"datatype":"FP32","data":[{pixels}]}}]}}'
 
+  Or from Python with tritonclient (in .venv):
+    import numpy as np, tritonclient.http as httpclient
+    client = httpclient.InferenceServerClient("{gateway_host}")
+    x = httpclient.InferInput("X", [1, 64], "FP32")
+    x.set_data_from_numpy(np.array([[{pixels}]], dtype=np.float32))
+    result = client.infer("{s['model']}", [x], headers={{"Authorization": "Bearer {s['api_key']}"}})
+    print(result.as_numpy("label"), result.as_numpy("probabilities"))
+
+  Print this again: .venv/bin/python manage.py seed_demo   (or --json)
+"""
