@@ -17,7 +17,7 @@ export PORTAL_URL ?= http://127.0.0.1:$(or $(PORTAL_PORT),8000)
 export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
-.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway clean
+.PHONY: help run test setup venv services frontend frontend-test migrate seed clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -63,8 +63,6 @@ migrate: venv services  ## Apply database migrations
 seed: migrate  ## Seed the demo tenant, model, deployment and key
 	$(BIN)/python manage.py seed_demo
 
-bench-gateway: venv services  ## Measure the gateway's request path
-	$(BIN)/python -m gateway.bench
 
 clean:  ## Remove the venv, frontend dependencies and build, and local state (var/)
 	rm -rf $(VENV) frontend/node_modules frontend/dist var
