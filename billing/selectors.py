@@ -1,11 +1,15 @@
+from datetime import UTC, timedelta
+
 from django.db.models import Avg, Count, Q, Sum
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
 
 from billing.models import UsageEvent
 from tenants.models import Tenant
 
 
 def usage_recent(*, tenant: Tenant, limit: int | None = 50, deployment_name: str | None = None):
-    events = UsageEvent.objects.for_tenant(tenant).select_related("api_key").order_by("-occurred_at")
+    events = UsageEvent.objects.for_tenant(tenant).select_related("api_key").order_by("-occurred_at", "-pk")
     if deployment_name:
         events = events.filter(deployment_name=deployment_name)
     return events[:limit] if limit else events
@@ -35,15 +39,20 @@ def usage_summary(*, tenant: Tenant) -> dict:
 
 
 def usage_timeseries(*, tenant: Tenant, minutes: int = 60) -> list[dict]:
-    from datetime import timedelta
-
-    from django.db.models.functions import TruncMinute
-    from django.utils import timezone
-
-    since = timezone.now() - timedelta(minutes=minutes)
+    """Requests and errors per minute over the last `minutes` minutes (the current one
+    included), oldest first. Minutes without requests are zeros, so a chart's x axis is time."""
+    end = timezone.now().replace(second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
     rows = (
-        UsageEvent.objects.for_tenant(tenant).filter(occurred_at__gte=since)
-        .annotate(minute=TruncMinute("occurred_at")).values("minute")
-        .annotate(requests=Count("pk"), errors=Count("pk", filter=Q(status__gte=400))).order_by("minute")
+        UsageEvent.objects.for_tenant(tenant)
+        .filter(occurred_at__gte=start, occurred_at__lt=end + timedelta(minutes=1))
+        .annotate(minute=TruncMinute("occurred_at", tzinfo=UTC)).values("minute")
+        .annotate(requests=Count("pk"), errors=Count("pk", filter=Q(status__gte=400)))
     )
-    return [{"minute": r["minute"].isoformat(), "requests": r["requests"], "errors": r["errors"]} for r in rows]
+    counts = {row["minute"]: row for row in rows}
+    points = []
+    for offset in range(minutes):
+        minute = start + timedelta(minutes=offset)
+        row = counts.get(minute, {"requests": 0, "errors": 0})
+        points.append({"minute": minute, "requests": row["requests"], "errors": row["errors"]})
+    return points

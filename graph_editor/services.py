@@ -38,6 +38,10 @@ def _validate_filename(filename: str) -> None:
         raise PlatformError(f"Rejected file name {filename!r}: it contains a path.", code="path_traversal")
 
 
+def _size_text(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB" if size >= 1024 * 1024 else f"{size:,} bytes"
+
+
 def _spool_upload(chunks, directory: Path) -> tuple[Path, str, int]:
     """Write the upload to a temporary file next to its destination, enforcing the size limit."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,9 +55,7 @@ def _spool_upload(chunks, directory: Path) -> tuple[Path, str, int]:
             for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLarge(
-                        f"The file is larger than the {limit // (1024 * 1024)} MiB upload limit."
-                    )
+                    raise PayloadTooLarge(f"The file is larger than the {_size_text(limit)} upload limit.")
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:

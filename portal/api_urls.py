@@ -2,7 +2,12 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.api import UsageListView, UsageSummaryView, UsageTimeseriesView
-from graph_editor.api import ModelDetailView, ModelListView, ModelVersionDetailView, ModelVersionListView
+from graph_editor.api import (
+    ModelDetailView,
+    ModelListView,
+    ModelVersionDetailView,
+    ModelVersionListView,
+)
 from tenants.api import ApiKeyListView, ApiKeyRevokeView, TenantView
 from workers.api import DeploymentDetailView, DeploymentListView
 

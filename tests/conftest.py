@@ -9,6 +9,12 @@ import pytest
 from tests.stack import PlatformStack
 
 
+def pytest_collection_modifyitems(items):
+    """Tests that use the running stack go last: once started, its metering consumer
+    reads the same Redis stream that the metering unit tests drive by hand."""
+    items.sort(key=lambda item: "platform_stack" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis():
     from gateway.directory import redis_client

@@ -1,24 +1,27 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from portal.api_base import TenantAPIView
+from portal.api_base import TenantAPIView, with_errors
 from workers.models import Deployment
 from workers.selectors import deployment_get, deployment_list
 from workers.services import deployment_create, deployment_undeploy
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
-    model_name = serializers.CharField(source="model_version.model.name", read_only=True)
-    version = serializers.IntegerField(source="model_version.version", read_only=True)
-    server = serializers.CharField(source="server.name", read_only=True, default=None)
-    infer_url = serializers.SerializerMethodField()
+    model_name = serializers.CharField(source="model_version.model.name")
+    version = serializers.IntegerField(source="model_version.version")
+    server = serializers.CharField(source="server.name", default=None, allow_null=True,
+                                   help_text="The Triton server it is placed on, once placed")
+    infer_url = serializers.SerializerMethodField(help_text="The gateway URL to call it (KServe v2 infer)")
 
     class Meta:
         model = Deployment
-        fields = ["id", "name", "model_version", "model_name", "version", "state", "error", "server",
-                  "created_at", "updated_at", "ready_at", "load_seconds", "infer_url"]
+        fields = ("id", "name", "model_version", "model_name", "version", "state", "error", "server",
+                  "created_at", "updated_at", "ready_at", "load_seconds", "infer_url")
+        read_only_fields = fields
+        extra_kwargs = {"error": {"help_text": "Why it failed, or what it waits for"}}
 
     def get_infer_url(self, deployment) -> str:
         return f"{settings.GATEWAY_URL}/v2/models/{deployment.name}/infer"
@@ -26,37 +29,48 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 class DeploymentCreateSerializer(serializers.Serializer):
     model_version = serializers.IntegerField(help_text="Id of one of your model versions")
-    name = serializers.CharField(required=False, allow_blank=True,
+    name = serializers.CharField(required=False, allow_blank=True, default="",
                                  help_text="Name clients use in the gateway URL; defaults to the model name")
 
 
-class DeploymentListView(TenantAPIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("history", bool, description="Include undeployed deployments")],
-        responses=DeploymentSerializer(many=True), summary="List deployments",
-    )
-    def get(self, request):
-        history = request.query_params.get("history") in ("1", "true", "yes")
-        return Response(DeploymentSerializer(deployment_list(tenant=self.tenant, include_history=history),
-                                             many=True).data)
+class DeploymentListQuerySerializer(serializers.Serializer):
+    history = serializers.BooleanField(default=False, help_text="Include undeployed deployments")
 
-    @extend_schema(request=DeploymentCreateSerializer, responses={202: DeploymentSerializer},
-                   summary="Deploy a model version (loads asynchronously)")
+
+class DeploymentListView(TenantAPIView):
+    @extend_schema(parameters=[DeploymentListQuerySerializer],
+                   responses=with_errors({200: DeploymentSerializer(many=True)}, 400),
+                   summary="List deployments, newest first")
+    def get(self, request):
+        query = DeploymentListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        deployments = deployment_list(tenant=self.tenant, include_history=query.validated_data["history"])
+        return Response(DeploymentSerializer(deployments, many=True).data)
+
+    @extend_schema(request=DeploymentCreateSerializer,
+                   responses=with_errors({202: DeploymentSerializer}, 400, 404, 409),
+                   summary="Deploy a model version",
+                   description="Returns at once with state `pending`; poll the deployment until it is "
+                   "`ready` (or `failed`, with the reason in `error`).")
     def post(self, request):
         payload = DeploymentCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         deployment = deployment_create(tenant=self.tenant, model_version_id=payload.validated_data["model_version"],
-                                       name=payload.validated_data.get("name", ""), actor=self.actor)
+                                       name=payload.validated_data["name"], actor=self.actor)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment.pk)
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DeploymentDetailView(TenantAPIView):
-    @extend_schema(responses=DeploymentSerializer, summary="A deployment and its live state")
+    @extend_schema(responses=with_errors({200: DeploymentSerializer}, 404),
+                   summary="A deployment and its live state")
     def get(self, request, deployment_id: int):
         return Response(DeploymentSerializer(deployment_get(tenant=self.tenant, deployment_id=deployment_id)).data)
 
-    @extend_schema(responses={202: DeploymentSerializer}, summary="Undeploy: unload from Triton and remove")
+    @extend_schema(responses=with_errors({202: DeploymentSerializer}, 404),
+                   summary="Undeploy",
+                   description="Returns at once with state `unloading`; the deployment is unloaded from "
+                   "Triton and ends `undeployed` (listed with `?history=1`); then its name is free again.")
     def delete(self, request, deployment_id: int):
         deployment_undeploy(tenant=self.tenant, deployment_id=deployment_id)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment_id)

@@ -1,0 +1,73 @@
+"""The OpenAPI schema and the Swagger UI, served by the platform itself."""
+import pytest
+
+from tests.api_helpers import session_client
+
+pytestmark = pytest.mark.django_db
+
+PATHS = {
+    "/api/v1/tenant": {"get"},
+    "/api/v1/keys": {"get", "post"},
+    "/api/v1/keys/{key_id}/revoke": {"post"},
+    "/api/v1/models": {"get", "post"},
+    "/api/v1/models/{model_id}": {"get", "delete"},
+    "/api/v1/models/{model_id}/versions": {"get"},
+    "/api/v1/versions/{version_id}": {"get"},
+    "/api/v1/deployments": {"get", "post"},
+    "/api/v1/deployments/{deployment_id}": {"get", "delete"},
+    "/api/v1/usage": {"get"},
+    "/api/v1/usage/summary": {"get"},
+    "/api/v1/usage/timeseries": {"get"},
+}
+
+
+@pytest.fixture
+def schema(alice):
+    response = session_client(alice).get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_the_schema_documents_every_endpoint_and_its_errors(schema):
+    paths = {path: set(ops) for path, ops in schema["paths"].items()}
+    assert paths == PATHS
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+            assert operation["summary"], (method, path)
+    error = schema["components"]["schemas"]["Error"]
+    assert error["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+
+
+def test_the_schema_documents_the_multipart_upload_and_its_result(schema):
+    upload = schema["paths"]["/api/v1/models"]["post"]
+    assert list(upload["requestBody"]["content"]) == ["multipart/form-data"]
+    form = schema["components"]["schemas"]["ModelUploadRequest"]
+    assert form["properties"]["file"] == {
+        "type": "string", "format": "binary", "description": "A self-contained .onnx file (no external data)"}
+    assert set(form["required"]) == {"name", "file"}
+    assert {"201", "400", "413"} <= set(upload["responses"])
+    version = schema["components"]["schemas"]["ModelVersion"]["properties"]
+    assert {"inputs", "outputs", "has_batch_dim", "opset", "size_bytes", "sha256"} <= set(version)
+    tensor = schema["components"]["schemas"]["Tensor"]["properties"]
+    assert set(tensor) == {"name", "datatype", "shape"}
+
+
+def test_the_schema_documents_pagination_and_query_parameters(schema):
+    usage = schema["paths"]["/api/v1/usage"]["get"]
+    assert {p["name"] for p in usage["parameters"]} == {"deployment", "limit", "offset"}
+    assert usage["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "PaginatedUsageEventList")
+    timeseries = schema["paths"]["/api/v1/usage/timeseries"]["get"]
+    [minutes] = timeseries["parameters"]
+    assert minutes["name"] == "minutes" and minutes["schema"]["maximum"] == 1440
+    deployments = schema["paths"]["/api/v1/deployments"]["get"]
+    assert [p["name"] for p in deployments["parameters"]] == ["history"]
+
+
+def test_the_swagger_ui_renders_from_local_assets(alice):
+    response = session_client(alice).get("/api/v1/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "SwaggerUIBundle" in page and "/api/v1/schema/" in page
+    assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
