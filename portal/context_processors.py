@@ -14,5 +14,7 @@ def platform(request):
         "current_tenant": getattr(request, "tenant", None),
         "current_membership": getattr(request, "membership", None),
         "user_memberships": memberships,
-        "platform_bundle": bool(finders.find("platform.js")),
+        # The chart bundle is built separately (frontend/dist); pages work without it.
+        "platform_js": bool(finders.find("platform.js")),
+        "platform_css": bool(finders.find("platform.css")),
     }

@@ -1,8 +1,10 @@
-"""Live events to the portal: deployment state changes go to the tenant's Channels group."""
+"""Live events to the portal: deployment state changes go to the tenant's Channels group,
+which the deployments websocket (portal/consumers.py) relays to the tenant's open pages."""
 import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -18,17 +20,17 @@ def deployment_payload(deployment) -> dict:
         "state": deployment.state,
         "state_label": deployment.get_state_display(),
         "error": deployment.error,
-        "server": deployment.server.name if deployment.server_id and deployment.server else None,
+        "server": deployment.server.name if deployment.server_id else None,
         "ready_at": deployment.ready_at.isoformat() if deployment.ready_at else None,
         "load_seconds": deployment.load_seconds,
     }
 
 
 def deployment_event_send(deployment) -> None:
-    """Best effort: the page falls back to polling when the channel layer is unavailable."""
+    """Best effort: a state change is committed whether or not anyone is watching, and the
+    page falls back to polling the REST API when the channel layer is unreachable."""
+    event = {"type": "deployment.changed", "deployment": deployment_payload(deployment)}
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            tenant_group(deployment.tenant_id), {"type": "deployment.changed", "deployment": deployment_payload(deployment)}
-        )
-    except Exception as exc:
+        async_to_sync(get_channel_layer().group_send)(tenant_group(deployment.tenant_id), event)
+    except (RedisError, OSError, TimeoutError) as exc:
         log.warning("deployment event for %s not sent: %s", deployment.pk, exc)

@@ -3,5 +3,5 @@ from django.urls import path
 from portal.consumers import DeploymentConsumer
 
 websocket_urlpatterns = [
-    path("ws/tenants/<int:tenant_id>/deployments/", DeploymentConsumer.as_asgi()),
+    path("ws/deployments/", DeploymentConsumer.as_asgi()),
 ]
