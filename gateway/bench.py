@@ -1,0 +1,343 @@
+"""Benchmark of the gateway against Triton direct: `python -m gateway.bench`.
+
+Starts its own Triton (`manage.py triton_serve --no-register`, free ports, a scratch
+repository holding the digits model), its own Redis server and its own gateway process,
+and writes one API key and one route straight into that Redis, which is all the gateway
+reads; nothing shared is touched. Then it runs the same closed-loop load against Triton and
+through the gateway: 1, 8 and 32 concurrent clients, JSON and binary tensors.
+
+The load generator is a minimal HTTP/1.1 client on uvloop (pre-built requests, one
+keep-alive connection per client, responses framed by Content-Length) because it shares
+the machine's cores with Triton, the gateway and Redis: a heavier client would measure
+itself. Prints a table and, last, one line of JSON with the ratios and added latencies."""
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import redis
+import uvloop
+
+from gateway.directory import KEY_PREFIX, ROUTE_PREFIX
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_NAME = "digits"
+TRITON_NAME = "t900--digits--d900"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: process exited with {proc.returncode}\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready after {timeout}s\n{log.read_text()[-3000:]}")
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+# Load generator --------------------------------------------------------------------------
+
+class Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time."""
+
+    def __init__(self):
+        self.transport = None
+        self.buffer = bytearray()
+        self.expected = -1
+        self.status = 0
+        self.waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.buffer += data
+        if self.expected < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower()
+            at = head.find(b"\r\ncontent-length:")
+            if at < 0:
+                self._fail(RuntimeError("response without Content-Length: " + head[:200].decode(errors="replace")))
+                return
+            stop = head.find(b"\r\n", at + 2)
+            self.status = int(head[9:12])
+            self.expected = end + 4 + int(head[at + 17:stop if stop > 0 else None])
+        if len(self.buffer) >= self.expected:
+            del self.buffer[:self.expected]
+            self.expected = -1
+            waiter, self.waiter = self.waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(self.status)
+
+    def connection_lost(self, exc):
+        self._fail(exc or ConnectionError("connection closed"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+
+async def _client(port: int, request: bytes, measure_from: float, until: float, latencies: list, errors: list):
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
+    try:
+        while True:
+            started = time.perf_counter()
+            if started >= until:
+                return
+            conn.waiter = loop.create_future()
+            conn.transport.write(request)
+            status = await conn.waiter
+            if started >= measure_from:
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    errors.append(status)
+    finally:
+        conn.transport.close()
+
+
+async def _load(port: int, request: bytes, clients: int, seconds: float, warmup: float) -> dict:
+    latencies: list[float] = []
+    errors: list[int] = []
+    measure_from = time.perf_counter() + warmup
+    until = measure_from + seconds
+    await asyncio.gather(*(_client(port, request, measure_from, until, latencies, errors) for _ in range(clients)))
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n, "errors": len(errors), "rps": n / seconds,
+        "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
+    }
+
+
+def run_load(port: int, request: bytes, clients: int, seconds: float, warmup: float) -> dict:
+    return uvloop.run(_load(port, request, clients, seconds, warmup))
+
+
+def build_request(port: int, path: str, body: bytes, json_size: int | None, api_key: str | None) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
+    if json_size is None:
+        lines.append("Content-Type: application/json")
+    else:
+        lines += ["Content-Type: application/octet-stream", f"Inference-Header-Content-Length: {json_size}"]
+    if api_key:
+        lines.append(f"Authorization: Bearer {api_key}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def infer_body(binary: bool) -> tuple[bytes, int | None]:
+    import tritonclient.http as triton_http
+
+    from graph_editor.samples import digits_dataset
+
+    features = digits_dataset()[0][:1]
+    tensor = triton_http.InferInput("X", list(features.shape), "FP32")
+    tensor.set_data_from_numpy(features, binary_data=binary)
+    outputs = [triton_http.InferRequestedOutput(name, binary_data=binary) for name in ("label", "probabilities")]
+    body, json_size = triton_http.InferenceServerClient.generate_request_body([tensor], outputs=outputs)
+    return body, json_size
+
+
+# The stack under test --------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, gateway_workers: int):
+        self.gateway_workers = gateway_workers
+        self.workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+        self.triton_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.gateway_port, self.redis_port = free_port(), free_port()
+        self.procs: list[subprocess.Popen] = []
+        self.api_key = "ik_bench_" + secrets.token_urlsafe(24)
+        self.redis = redis.Redis(host="127.0.0.1", port=self.redis_port)
+
+    def spawn(self, name: str, args: list[str], env: dict) -> tuple[subprocess.Popen, Path]:
+        log = self.workdir / f"{name}.log"
+        proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=log.open("wb"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc, log
+
+    def start_redis(self) -> None:
+        proc, log = self.spawn("redis", [
+            "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.workdir),
+        ], {})
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.redis.ping()
+                return
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"redis-server did not start\n{log.read_text()[-2000:]}") from None
+                time.sleep(0.05)
+
+    def start(self) -> None:
+        from graph_editor.onnx_inspect import inspect_onnx
+        from graph_editor.samples import digits_classifier_onnx
+        from workers.triton.client import model_load
+        from workers.triton.repository import config_pbtxt, entry_write
+
+        self.start_redis()
+        triton, triton_log = self.spawn("triton", [
+            sys.executable, "manage.py", "triton_serve", "--no-register", "--name", "bench",
+            "--http-port", str(self.triton_port), "--grpc-port", str(self.grpc_port),
+            "--metrics-port", str(self.metrics_port),
+        ], {"TRITON_VAR_DIR": str(self.workdir / "triton"), "DJANGO_SETTINGS_MODULE": "portal.settings"})
+        gateway, gateway_log = self.spawn("gateway", [
+            sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
+            "--workers", str(self.gateway_workers),
+        ], {"REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"})
+
+        onnx_path = self.workdir / "digits.onnx"
+        onnx_path.write_bytes(digits_classifier_onnx())
+        signature = inspect_onnx(onnx_path)
+        config = config_pbtxt(triton_name=TRITON_NAME, inputs=signature.inputs, outputs=signature.outputs,
+                              has_batch_dim=signature.has_batch_dim, native_onnx=False, gpu=False)
+        entry_write(repository=self.workdir / "triton" / "bench" / "models", triton_name=TRITON_NAME,
+                    onnx_path=onnx_path, config=config, native_onnx=False)
+        wait_ready(f"{self.triton_url}/v2/health/ready", triton, triton_log)
+        model_load(self.triton_url, TRITON_NAME, timeout=120)
+
+        tenant_id = "900"
+        self.redis.hset(KEY_PREFIX + hash_key(self.api_key), mapping={
+            "tenant_id": tenant_id, "key_id": "900", "scopes": "infer", "revoked": "0"})
+        self.redis.hset(f"{ROUTE_PREFIX}{tenant_id}:{PUBLIC_NAME}", mapping={
+            "deployment_id": "900", "model_version_id": "900", "triton_model": TRITON_NAME, "state": "ready",
+            "http_url": self.triton_url, "grpc_url": f"127.0.0.1:{self.grpc_port}", "error": ""})
+        wait_ready(f"http://127.0.0.1:{self.gateway_port}/v2/health/ready", gateway, gateway_log)
+
+    @property
+    def triton_url(self) -> str:
+        return f"http://127.0.0.1:{self.triton_port}"
+
+    def check_same_answers(self, body: bytes, json_size: int | None) -> None:
+        """The gateway must answer what Triton answers, under the tenant's model name."""
+        headers = {"Content-Type": "application/json"}
+        if json_size is not None:
+            headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(json_size)}
+        direct = http("POST", f"{self.triton_url}/v2/models/{TRITON_NAME}/infer", body, headers)
+        via = http("POST", f"http://127.0.0.1:{self.gateway_port}/v2/models/{PUBLIC_NAME}/infer", body,
+                   {**headers, "Authorization": f"Bearer {self.api_key}"})
+        if direct[0] != 200 or via[0] != 200:
+            raise SystemExit(f"sanity check failed: direct {direct[0]} {direct[2][:300]!r}, "
+                             f"gateway {via[0]} {via[2][:300]!r}")
+        expected = direct[2].replace(f'"{TRITON_NAME}"'.encode(), f'"{PUBLIC_NAME}"'.encode())
+        if via[2] != expected:
+            raise SystemExit(f"the gateway's answer differs from Triton's:\n{via[2][:300]!r}\n{expected[:300]!r}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each run")
+    parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--hold", action="store_true",
+                        help="after the runs, keep the stack up until interrupted (for profiling)")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    levels = [int(c) for c in args.clients.split(",")]
+
+    bench = Bench(args.gateway_workers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        bench.start()
+        print(f"Triton :{bench.triton_port}, gateway :{bench.gateway_port} ({args.gateway_workers} worker(s)), "
+              f"{os.cpu_count()} CPU cores shared by load generator, gateway, Triton and Redis; "
+              f"{args.seconds:g} s per run", flush=True)
+        rows = []
+        for encoding in ("json", "binary"):
+            body, json_size = infer_body(binary=encoding == "binary")
+            bench.check_same_answers(body, json_size)
+            direct_request = build_request(bench.triton_port, f"/v2/models/{TRITON_NAME}/infer", body, json_size, None)
+            gateway_request = build_request(bench.gateway_port, f"/v2/models/{PUBLIC_NAME}/infer", body, json_size,
+                                            bench.api_key)
+            for clients in levels:
+                direct = run_load(bench.triton_port, direct_request, clients, args.seconds, args.warmup)
+                via = run_load(bench.gateway_port, gateway_request, clients, args.seconds, args.warmup)
+                rows.append((encoding, clients, direct, via))
+        print_table(rows)
+        if args.hold:
+            print(f"holding; gateway pids: {[p.pid for p in bench.procs]}; Ctrl-C to stop", flush=True)
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bench.stop()
+
+
+def print_table(rows: list) -> None:
+    header = (f"{'encoding':8} {'clients':>7} | {'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
+              f"{'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} {'+p50 ms':>7} {'+p99 ms':>7} | errors")
+    print(header)
+    print("-" * len(header))
+    summary = {}
+    for encoding, clients, direct, via in rows:
+        ratio = via["rps"] / direct["rps"] if direct["rps"] else float("nan")
+        added_p50, added_p99 = via["p50_ms"] - direct["p50_ms"], via["p99_ms"] - direct["p99_ms"]
+        print(f"{encoding:8} {clients:>7} | {direct['rps']:>12.0f} {direct['p50_ms']:>7.2f} {direct['p99_ms']:>7.2f} | "
+              f"{via['rps']:>13.0f} {via['p50_ms']:>7.2f} {via['p99_ms']:>7.2f} | "
+              f"{ratio:>5.2f} {added_p50:>7.2f} {added_p99:>7.2f} | {direct['errors']}/{via['errors']}")
+        summary[f"{encoding}_c{clients}"] = {
+            "direct_rps": round(direct["rps"], 1), "gateway_rps": round(via["rps"], 1), "ratio": round(ratio, 3),
+            "added_p50_ms": round(added_p50, 3), "added_p99_ms": round(added_p99, 3),
+            "errors": direct["errors"] + via["errors"],
+        }
+    print(json.dumps(summary, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
