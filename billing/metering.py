@@ -21,7 +21,8 @@ from tenants.models import ApiKey
 log = logging.getLogger(__name__)
 
 GROUP = "metering"
-FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "status", "lat", "up", "bin", "bout", "ts")
+FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "status", "lat", "up", "cus", "cold", "bin", "bout",
+          "flags", "ts")
 
 
 def _ensure_group(r) -> None:
@@ -50,6 +51,9 @@ def _row(fields: dict) -> UsageEvent | None:
             status=int(fields["status"]),
             latency_ms=float(fields["lat"]),
             upstream_ms=float(fields["up"]) if fields.get("up") else None,
+            compute_ms=int(fields.get("cus") or 0) / 1000,
+            cold_start=fields.get("cold") == "1",
+            flags=fields.get("flags", "")[:200],
             bytes_in=int(fields.get("bin") or 0),
             bytes_out=int(fields.get("bout") or 0),
             occurred_at=datetime.fromtimestamp(float(fields["ts"]), tz=timezone.utc),

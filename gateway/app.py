@@ -1,26 +1,27 @@
 """The gateway: a lean ASGI data plane speaking the KServe v2 (Triton) HTTP protocol.
 
-Per request: authenticate the API key, resolve the tenant's deployment name, forward to
-the Triton server that holds it, answer, and emit one usage event. Keys and routes come
-from the Redis directory the control plane maintains (gateway/directory.py), cached in
-process for CACHE_TTL_S, so the steady state makes no Redis round trip before forwarding.
+Per request, one Redis round trip before forwarding and one after: `admit` authenticates
+the API key, resolves the tenant's deployment name and decides every quota at once;
+`finish` releases the request's leases, counts it against the budgets and appends its
+usage event (gateway/admission.py, gateway/lua/). The completion is written to Redis
+before the response is written to the client, so no answered request goes unmetered.
 Django is deliberately absent from this process: its request cycle costs 5x here.
 `python -m gateway.bench` measures this path against Triton direct.
+
+When Redis cannot be reached every request fails closed (503 with Retry-After): keys,
+routes and limits live there, and without it no usage could be recorded. The gateway
+reconnects by itself when Redis is back.
 
 Errors follow the KServe v2 protocol, `{"error": "<message>"}`, which every Triton/KServe
 client parses (tritonclient fails to format anything but a string there), plus a
 machine-readable `code` beside it (the portal API's codes)."""
-import hashlib
 import json
 import time
 import uuid
 
-import redis.asyncio as aioredis
-
 from gateway import config
-from gateway.directory import KEY_PREFIX, ROUTE_PREFIX
+from gateway.admission import Admission, Admitted, Refused, Unavailable
 from gateway.upstream import CONTENT_TYPE, HEADER_LENGTH, UpstreamError, UpstreamPool
-from gateway.usage import UsageWriter
 
 JSON_TYPE = b"application/json"
 MODELS_PREFIX = "/v2/models/"
@@ -29,84 +30,50 @@ TRITON_PARSE_ERRORS = ("failed to parse the request JSON buffer", "Unable to par
 
 
 class GatewayError(Exception):
-    def __init__(self, status: int, code: str, message: str, retry_after: str | None = None):
+    def __init__(self, status: int, code: str, message: str, retry_after: str | None = None,
+                 headers: list | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+        self.headers = headers or []
 
 
 def not_ready(message: str) -> GatewayError:
     return GatewayError(503, "not_ready", message, retry_after=config.RETRY_AFTER_S)
 
 
-class TtlCache:
-    """A tiny per-process cache; entries (misses included) live `ttl` seconds."""
+def unavailable(exc: Exception) -> GatewayError:
+    return GatewayError(503, "unavailable", f"The platform cannot admit requests right now ({exc}); retry shortly.",
+                        retry_after="1")
 
-    def __init__(self, ttl: float, max_entries: int = 100_000):
-        self.ttl, self.max_entries, self.entries = ttl, max_entries, {}
 
-    def get(self, key, now: float):
-        """(value,) while fresh, else None: a cached miss is (None,)."""
-        hit = self.entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        return None
-
-    def put(self, key, value, now: float) -> None:
-        if len(self.entries) >= self.max_entries:
-            self.entries.clear()
-        self.entries[key] = (now + self.ttl, (value,))
+def refusal(exc: Refused) -> GatewayError:
+    """A request that is not admitted: the answer says when (or whether) to retry."""
+    headers = []
+    retry_after = None
+    if exc.kind == "budget":
+        headers.append((b"x-should-retry", b"false"))
+    elif exc.kind in ("rate", "concurrency"):
+        wait_s = int(exc.wait_ms or "1000") / 1000
+        retry_after = str(max(1, int(-(-wait_s // 1))))
+        headers += [(b"x-ratelimit-remaining-requests", b"0"),
+                    (b"x-ratelimit-reset-requests", f"{wait_s:.3f}s".encode())]
+    return GatewayError(exc.status, exc.code, exc.message, retry_after=retry_after, headers=headers)
 
 
 class Gateway:
     def __init__(self):
-        self.redis: aioredis.Redis | None = None
+        self.admission: Admission | None = None
         self.upstream: UpstreamPool | None = None
-        self.usage: UsageWriter | None = None
-        self.keys = TtlCache(config.CACHE_TTL_S)
-        self.routes = TtlCache(config.CACHE_TTL_S)
 
     async def startup(self) -> None:
-        self.redis = aioredis.Redis.from_url(config.REDIS_URL, decode_responses=True,
-                                             socket_connect_timeout=2, socket_timeout=2)
+        self.admission = Admission(config.REDIS_URL)
+        self.admission.start()
         self.upstream = UpstreamPool(timeout=config.UPSTREAM_TIMEOUT_S,
                                      connect_timeout=config.UPSTREAM_CONNECT_TIMEOUT_S)
-        self.usage = UsageWriter(self.redis)
 
     async def shutdown(self) -> None:
-        await self.usage.drain()
         self.upstream.close()
-        await self.redis.aclose()
-
-    async def api_key(self, raw_key: str) -> dict:
-        now = time.monotonic()
-        hit = self.keys.get(raw_key, now)
-        if hit is None:
-            entry = await self._hgetall(KEY_PREFIX + hashlib.sha256(raw_key.encode()).hexdigest()) or None
-            self.keys.put(raw_key, entry, now)
-        else:
-            entry = hit[0]
-        if entry is None:
-            raise GatewayError(401, "unauthenticated", "Unknown API key.")
-        if entry.get("revoked") == "1":
-            raise GatewayError(401, "unauthenticated", "This API key has been revoked.")
-        return entry
-
-    async def route(self, tenant_id: str, name: str) -> dict | None:
-        now = time.monotonic()
-        cache_key = (tenant_id, name)
-        hit = self.routes.get(cache_key, now)
-        if hit is not None:
-            return hit[0]
-        entry = await self._hgetall(f"{ROUTE_PREFIX}{tenant_id}:{name}") or None
-        self.routes.put(cache_key, entry, now)
-        return entry
-
-    async def _hgetall(self, name: str) -> dict:
-        try:
-            return await self.redis.hgetall(name)
-        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
-            raise GatewayError(503, "unavailable", f"The platform directory is unreachable ({exc}); retry shortly.",
-                               retry_after=config.RETRY_AFTER_S) from exc
+        await self.admission.close()
 
 
 gateway = Gateway()
@@ -182,8 +149,9 @@ async def send_response(send, status: int, body: bytes, headers: list) -> None:
 
 
 def error_response(exc: GatewayError, request_id: bytes) -> tuple[int, bytes, list]:
+    """Status, body and headers of an error; the request id header comes first."""
     body = json.dumps({"error": exc.message, "code": exc.code}).encode()
-    headers = [(b"content-type", JSON_TYPE), (b"x-request-id", request_id)]
+    headers = [(b"x-request-id", request_id), (b"content-type", JSON_TYPE), *exc.headers]
     if exc.retry_after:
         headers.append((b"retry-after", exc.retry_after.encode()))
     return exc.status, body, headers
@@ -191,12 +159,11 @@ def error_response(exc: GatewayError, request_id: bytes) -> tuple[int, bytes, li
 
 async def health(path: str, send, request_id: bytes) -> None:
     headers = [(b"content-type", JSON_TYPE), (b"x-request-id", request_id)]
-    if path == "/v2/health/live":
-        return await send_response(send, 200, b"", headers)
-    try:
-        await gateway.redis.ping()
-    except Exception as exc:
-        raise GatewayError(503, "unavailable", f"Redis is unreachable: {exc}", retry_after=config.RETRY_AFTER_S)
+    if path == "/v2/health/ready":
+        try:
+            await gateway.admission.ping()
+        except Unavailable as exc:
+            raise unavailable(exc) from None
     return await send_response(send, 200, b"", headers)
 
 
@@ -217,80 +184,100 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
         raise GatewayError(405, "method_not_allowed", f"{method} is not allowed on {path}.")
 
     raw_key, content_type, header_length = request_headers(scope["headers"])
-    key = await gateway.api_key(raw_key)
-    if "infer" not in key.get("scopes", "").split(","):
-        raise GatewayError(403, "permission_denied", "This API key lacks the 'infer' scope.")
+    body = await read_body(receive) if method == "POST" else b""
+    try:
+        admitted = await gateway.admission.admit(raw_key, name, len(body), request_id.decode(), endpoint == "infer")
+    except Refused as exc:
+        raise refusal(exc) from None
+    except Unavailable as exc:
+        raise unavailable(exc) from None
 
     # From here on the request is admitted and is metered whatever happens.
-    status, bytes_in, bytes_out, upstream_ms, route = 500, 0, 0, None, None
+    status, bytes_out, upstream_ms, payload = 500, 0, None, b""
+    headers = [(b"x-request-id", request_id), *admitted.rate_headers()]
+    if admitted.flags:
+        headers.append((b"x-quota-warning", admitted.flags.encode()))
     try:
-        body = await read_body(receive) if method == "POST" else b""
-        bytes_in = len(body)
-        route = await gateway.route(key["tenant_id"], name)
-        if route is None:
-            raise GatewayError(404, "not_found", f"No deployment named '{name}' in your tenant.")
-        state = route.get("state")
-        if state == "failed":
-            raise GatewayError(503, "deployment_failed", f"Deployment '{name}' failed to load: {route.get('error')}")
-        if state != "ready":
-            raise not_ready(f"Deployment '{name}' is {state or 'not ready'} (loading); retry shortly.")
-
-        forwarded = b""
-        if content_type is not None:
-            forwarded = b"Content-Type: " + content_type + b"\r\n"
-        if endpoint == "infer":
-            if not body:
-                raise GatewayError(400, "invalid_request", "The inference request body is empty.")
-            if header_length is not None:
-                try:
-                    json_size = int(header_length)
-                except ValueError:
-                    raise GatewayError(400, "invalid_request",
-                                       "Inference-Header-Content-Length is not an integer.") from None
-                if not 0 < json_size <= len(body):
-                    raise GatewayError(400, "invalid_request",
-                                       f"Inference-Header-Content-Length ({json_size}) does not fit the "
-                                       f"{len(body)} byte request body.")
-                forwarded += b"Inference-Header-Content-Length: " + str(json_size).encode() + b"\r\n"
-
-        triton_model = route["triton_model"]
-        upstream_path = f"/v2/models/{triton_model}" + (f"/versions/{version}" if version else "")
-        if endpoint != "metadata":
-            upstream_path += "/" + endpoint
-        upstream_started = time.perf_counter()
-        try:
-            upstream = await gateway.upstream.request(method, route["http_url"], upstream_path, forwarded, body)
-        except UpstreamError as exc:
-            raise GatewayError(502, "upstream_error", f"The inference server did not answer: {exc}") from None
-        upstream_ms = (time.perf_counter() - upstream_started) * 1000
-
-        if upstream.status != 200:
-            raise upstream_failure(upstream.status, upstream.body, triton_model, name, version, endpoint, body,
-                                   header_length)
-        length = upstream.headers.get(HEADER_LENGTH)
-        length = int(length) if length else None
-        payload, length = rename_model(upstream.body, length, b"model_name" if endpoint == "infer" else b"name",
-                                       triton_model, name)
-        response_headers = [(b"x-request-id", request_id),
-                            (b"content-type", upstream.headers.get(CONTENT_TYPE, JSON_TYPE))]
-        if length is not None:
-            response_headers.append((HEADER_LENGTH, str(length).encode()))
-        status, bytes_out = 200, len(payload)
-        await send_response(send, 200, payload, response_headers)
+        response_headers, upstream_ms, payload = await forward(admitted, name, version, endpoint, method, body,
+                                                               content_type, header_length)
+        status = 200
+        headers += response_headers
     except GatewayError as exc:
-        status, body_out, headers = error_response(exc, request_id)
-        bytes_out = len(body_out)
-        await send_response(send, status, body_out, headers)
-    finally:
-        route = route or {}
-        gateway.usage.emit({
-            "rid": request_id.decode(), "tenant": key["tenant_id"], "key": key["key_id"],
-            "dep": route.get("deployment_id", ""), "name": name, "ver": route.get("model_version_id", ""),
-            "proto": "http", "ep": endpoint, "status": status,
-            "lat": round((time.perf_counter() - started) * 1000, 3),
-            "up": round(upstream_ms, 3) if upstream_ms is not None else "",
-            "bin": bytes_in, "bout": bytes_out, "ts": time.time(),
-        })
+        status, payload, error_headers = error_response(exc, request_id)
+        headers += error_headers[1:]
+    bytes_out = len(payload)
+
+    billable = status == 200 and endpoint == "infer"
+    compute_us = int(upstream_ms * 1000) if billable else 0
+    event = ["rid", admitted.request_id, "tenant", admitted.tenant, "key", admitted.key_id,
+             "dep", admitted.deployment_id, "name", name, "ver", admitted.model_version_id,
+             "proto", "http", "ep", endpoint, "status", str(status),
+             "lat", f"{(time.perf_counter() - started) * 1000:.3f}",
+             "up", f"{upstream_ms:.3f}" if upstream_ms is not None else "", "cus", str(compute_us),
+             "bin", str(len(body)), "bout", str(bytes_out), "flags", admitted.flags, "ts", f"{time.time():.6f}"]
+    try:
+        await gateway.admission.ensure_connected()
+        written = gateway.admission.finish(admitted, billable, compute_us, event)
+    except Unavailable as exc:
+        # The usage cannot be recorded: the answer is withheld rather than given unmetered.
+        gateway.admission.abandon(admitted)
+        raise unavailable(exc) from None
+    await send_response(send, status, payload, headers)
+    await gateway.admission.confirm(written, admitted, billable, compute_us, event)
+
+
+async def forward(admitted: Admitted, name: str, version: str, endpoint: str, method: str, body: bytes,
+                  content_type: bytes | None, header_length: bytes | None) -> tuple[list, float, bytes]:
+    """Send the request to the deployment's Triton server: the response headers, the
+    milliseconds Triton took, and the payload in the caller's names."""
+    if not admitted.deployment_id:
+        raise GatewayError(404, "not_found", f"No deployment named '{name}' in your tenant.")
+    state = admitted.state
+    if state == "failed":
+        raise GatewayError(503, "deployment_failed", f"Deployment '{name}' failed to load: {admitted.error}")
+    if state != "ready":
+        raise not_ready(f"Deployment '{name}' is {state or 'not ready'} (loading); retry shortly.")
+
+    forwarded = b""
+    if content_type is not None:
+        forwarded = b"Content-Type: " + content_type + b"\r\n"
+    if endpoint == "infer":
+        if not body:
+            raise GatewayError(400, "invalid_request", "The inference request body is empty.")
+        if header_length is not None:
+            try:
+                json_size = int(header_length)
+            except ValueError:
+                raise GatewayError(400, "invalid_request",
+                                   "Inference-Header-Content-Length is not an integer.") from None
+            if not 0 < json_size <= len(body):
+                raise GatewayError(400, "invalid_request",
+                                   f"Inference-Header-Content-Length ({json_size}) does not fit the "
+                                   f"{len(body)} byte request body.")
+            forwarded += b"Inference-Header-Content-Length: " + str(json_size).encode() + b"\r\n"
+
+    triton_model = admitted.triton_model
+    upstream_path = f"/v2/models/{triton_model}" + (f"/versions/{version}" if version else "")
+    if endpoint != "metadata":
+        upstream_path += "/" + endpoint
+    upstream_started = time.perf_counter()
+    try:
+        upstream = await gateway.upstream.request(method, admitted.http_url, upstream_path, forwarded, body)
+    except UpstreamError as exc:
+        raise GatewayError(502, "upstream_error", f"The inference server did not answer: {exc}") from None
+    upstream_ms = (time.perf_counter() - upstream_started) * 1000
+
+    if upstream.status != 200:
+        raise upstream_failure(upstream.status, upstream.body, triton_model, name, version, endpoint, body,
+                               header_length)
+    length = upstream.headers.get(HEADER_LENGTH)
+    length = int(length) if length else None
+    payload, length = rename_model(upstream.body, length, b"model_name" if endpoint == "infer" else b"name",
+                                   triton_model, name)
+    headers = [(b"content-type", upstream.headers.get(CONTENT_TYPE, JSON_TYPE))]
+    if length is not None:
+        headers.append((HEADER_LENGTH, str(length).encode()))
+    return headers, upstream_ms, payload
 
 
 def upstream_failure(status: int, payload: bytes, triton_model: str, name: str, version: str, endpoint: str,

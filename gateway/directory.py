@@ -9,12 +9,24 @@ Layout:
   gw:key:<sha256 of key>            hash  tenant_id, key_id, scopes, revoked
   gw:route:<tenant_id>:<name>       hash  deployment_id, model_version_id, triton_model,
                                           state, http_url, grpc_url, error
+  gw:lim:<scope>                    hash  the request-path limits of a scope (t:<tenant_id>,
+                                          d:<deployment_id>, k:<key_id>), tenant ones resolved
+                                          against the plan: rate, burst, conc, mreq, mreq_soft,
+                                          mcs, mcs_soft, payload (absent = no limit)
+
+The gateway's own state lives beside it: gw:rate:<scope> (GCRA arrival time),
+gw:inflight:<scope> (leases of requests in flight) and gw:use:<scope>:<yyyymm> (monthly
+requests and compute microseconds), all written by the gateway's scripts (gateway/lua/).
 """
 import redis
 from django.conf import settings
 
 KEY_PREFIX = "gw:key:"
 ROUTE_PREFIX = "gw:route:"
+LIMITS_PREFIX = "gw:lim:"
+INFLIGHT_PREFIX = "gw:inflight:"
+USE_PREFIX = "gw:use:"
+RATE_PREFIX = "gw:rate:"
 USAGE_STREAM = "usage:events"
 
 _client: redis.Redis | None = None
@@ -69,9 +81,23 @@ def directory_put_deployment(deployment) -> None:
         redis_client().delete(name)
 
 
+def limits_entry_name(scope: str) -> str:
+    return f"{LIMITS_PREFIX}{scope}"
+
+
+def directory_put_limits(scope: str, mapping: dict) -> None:
+    """Replace a scope's limits at once (MULTI), so the gateway never sees half of a change."""
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.delete(limits_entry_name(scope))
+    if mapping:
+        pipe.hset(limits_entry_name(scope), mapping=mapping)
+    pipe.execute()
+
+
 def directory_sync_all() -> dict:
     """Rewrite the whole projection from PostgreSQL; remove entries nothing backs."""
     from tenants.models import ApiKey
+    from tenants.quotas import quota_gateway_limits_all
     from workers.models import Deployment
 
     r = redis_client()
@@ -81,10 +107,14 @@ def directory_sync_all() -> dict:
     for deployment in Deployment.unscoped.select_related("server").all():
         if deployment.is_routable:
             wanted[route_entry_name(deployment.tenant_id, deployment.name)] = deployment_entry(deployment)
-    existing = set(r.scan_iter(match=f"{KEY_PREFIX}*", count=1000)) | set(
-        r.scan_iter(match=f"{ROUTE_PREFIX}*", count=1000)
-    )
-    pipe = r.pipeline(transaction=False)
+    for scope, mapping in quota_gateway_limits_all().items():
+        if mapping:
+            wanted[limits_entry_name(scope)] = mapping
+    existing = set()
+    for prefix in (KEY_PREFIX, ROUTE_PREFIX, LIMITS_PREFIX):
+        existing |= set(r.scan_iter(match=f"{prefix}*", count=1000))
+    # One MULTI: a request admitted meanwhile sees the old entries or the new, never none.
+    pipe = r.pipeline(transaction=True)
     for name in existing - wanted.keys():
         pipe.delete(name)
     for name, mapping in wanted.items():

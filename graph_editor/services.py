@@ -11,6 +11,7 @@ from graph_editor.models import MLModel, ModelVersion
 from graph_editor.onnx_inspect import InvalidModel, inspect_onnx
 from portal.errors import Conflict, NotFound, PlatformError
 from tenants.models import Tenant, slug_validator
+from tenants.quotas import quota_check_model_create
 
 CHUNK = 1024 * 1024
 
@@ -80,6 +81,9 @@ def model_version_upload(
     try:
         signature = inspect_onnx(tmp_path)
         with transaction.atomic():
+            if not MLModel.objects.for_tenant(tenant).filter(name=model_name).exists():
+                Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+                quota_check_model_create(tenant=tenant)
             model, created = MLModel.unscoped.select_for_update().get_or_create(
                 tenant=tenant, name=model_name, defaults={"description": description, "created_by": actor}
             )

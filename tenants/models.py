@@ -13,6 +13,8 @@ slug_validator = RegexValidator(
 class Tenant(models.Model):
     name = models.CharField(max_length=120)
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    plan = models.ForeignKey("tenants.Plan", null=True, blank=True, on_delete=models.PROTECT, related_name="tenants",
+                             help_text="Empty: the default plan")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -65,3 +67,106 @@ class ApiKey(TenantOwned):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class Hardware(models.TextChoices):
+    CPU = "cpu", "CPU"
+    GPU = "gpu", "GPU"
+
+
+class Plan(models.Model):
+    """A tier of service: its quota (level "plan") gives every tenant on it their defaults."""
+
+    name = models.CharField(max_length=120)
+    slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
+    is_default = models.BooleanField(default=False, help_text="Given to new tenants and to tenants without a plan")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True),
+                                               name="plan_single_default")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class QuotaLevel(models.TextChoices):
+    PLAN = "plan", "Plan"
+    TENANT = "tenant", "Tenant"
+    DEPLOYMENT = "deployment", "Deployment"
+    KEY = "key", "API key"
+
+
+class Enforcement(models.TextChoices):
+    HARD = "hard", "Hard (reject)"
+    SOFT = "soft", "Soft (allow, flag and notify)"
+
+
+# Limits a deployment or a key can carry; plans and tenants carry the deploy-time ones too.
+REQUEST_LIMITS = ("rate_per_second", "rate_burst", "max_concurrency", "monthly_requests", "monthly_requests_enforcement",
+                  "monthly_compute_seconds", "monthly_compute_enforcement", "max_payload_bytes")
+DEPLOY_LIMITS = ("max_models", "max_deployments", "max_instances", "max_model_memory_mb", "allowed_hardware",
+                 "max_batch_size")
+
+
+class Quota(models.Model):
+    """The limits set at one level: a plan, a tenant, a deployment or an API key.
+
+    An empty field sets no limit at that level. A tenant's own field overrides its plan's;
+    deployment and key limits count that deployment's or key's requests and apply on top,
+    so the effective limit of a request is the tightest that applies."""
+
+    level = models.CharField(max_length=16, choices=QuotaLevel.choices, editable=False)
+    plan = models.OneToOneField(Plan, null=True, blank=True, on_delete=models.CASCADE, related_name="quota")
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    deployment = models.OneToOneField("workers.Deployment", null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="quota")
+    api_key = models.OneToOneField(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="quota")
+
+    rate_per_second = models.FloatField(null=True, blank=True, help_text="Sustained requests per second")
+    rate_burst = models.PositiveIntegerField(null=True, blank=True,
+                                             help_text="Requests allowed at once above the sustained rate (default: "
+                                                       "one second's worth)")
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True, help_text="Requests in flight at once")
+    monthly_requests = models.BigIntegerField(null=True, blank=True, help_text="Requests per calendar month (UTC)")
+    monthly_requests_enforcement = models.CharField(max_length=8, choices=Enforcement.choices,
+                                                    default=Enforcement.HARD)
+    monthly_compute_seconds = models.FloatField(null=True, blank=True,
+                                                help_text="Inference compute seconds per calendar month (UTC)")
+    monthly_compute_enforcement = models.CharField(max_length=8, choices=Enforcement.choices,
+                                                   default=Enforcement.HARD)
+    max_payload_bytes = models.BigIntegerField(null=True, blank=True, help_text="Largest request body accepted")
+
+    max_models = models.PositiveIntegerField(null=True, blank=True)
+    max_deployments = models.PositiveIntegerField(null=True, blank=True, help_text="Deployments not undeployed")
+    max_instances = models.PositiveIntegerField(null=True, blank=True, help_text="Model instances per deployment")
+    max_model_memory_mb = models.PositiveIntegerField(null=True, blank=True,
+                                                      help_text="Total estimated memory of the deployed models")
+    allowed_hardware = models.JSONField(null=True, blank=True, help_text='e.g. ["cpu"] or ["cpu", "gpu"]')
+    max_batch_size = models.PositiveIntegerField(null=True, blank=True)
+
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["level", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], condition=models.Q(level="tenant"), name="quota_one_per_tenant"),
+            models.CheckConstraint(
+                name="quota_level_target",
+                condition=(
+                    models.Q(level="plan", plan__isnull=False, tenant__isnull=True, deployment__isnull=True,
+                             api_key__isnull=True)
+                    | models.Q(level="tenant", plan__isnull=True, tenant__isnull=False, deployment__isnull=True,
+                               api_key__isnull=True)
+                    | models.Q(level="deployment", plan__isnull=True, tenant__isnull=False, deployment__isnull=False,
+                               api_key__isnull=True)
+                    | models.Q(level="key", plan__isnull=True, tenant__isnull=False, deployment__isnull=True,
+                               api_key__isnull=False)
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = self.plan or self.deployment or self.api_key or self.tenant
+        return f"{self.get_level_display()} quota: {target}"

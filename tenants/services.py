@@ -14,10 +14,15 @@ User = get_user_model()
 KEY_PREFIX_LEN = 8
 
 
-def tenant_create(*, name: str, slug: str) -> Tenant:
-    tenant = Tenant(name=name, slug=slug)
-    tenant.full_clean()
-    tenant.save()
+def tenant_create(*, name: str, slug: str, plan=None) -> Tenant:
+    """A tenant on `plan` (empty: the default plan), its limits published to the gateway."""
+    from tenants.quotas import tenant_limits_publish
+
+    with transaction.atomic():
+        tenant = Tenant(name=name, slug=slug, plan=plan)
+        tenant.full_clean()
+        tenant.save()
+        tenant_limits_publish(tenant=tenant)
     return tenant
 
 

@@ -50,6 +50,10 @@ class Deployment(TenantOwned):
     model_version = models.ForeignKey("graph_editor.ModelVersion", on_delete=models.PROTECT, related_name="deployments")
     server = models.ForeignKey(TritonServer, null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments")
     state = models.CharField(max_length=16, choices=DeploymentState.choices, default=DeploymentState.PENDING)
+    instances = models.PositiveSmallIntegerField(default=1, help_text="Triton model instances")
+    hardware = models.CharField(max_length=8, default="cpu", help_text="cpu or gpu")
+    max_batch_size = models.PositiveIntegerField(default=64, help_text="Largest batch the dynamic batcher forms "
+                                                                       "(0 for models without a batch dimension)")
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -14,9 +14,10 @@ from graph_editor.models import ModelVersion
 from portal.errors import Conflict, NotFound, PlatformError
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
+from tenants.quotas import quota_check_deployment
 from workers.models import Deployment, DeploymentState, TritonServer
 from workers.triton import client as triton
-from workers.triton.repository import config_pbtxt, entry_remove, entry_write
+from workers.triton.repository import DEFAULT_MAX_BATCH_SIZE, config_pbtxt, entry_remove, entry_write
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,10 @@ def _publish(deployment: Deployment) -> None:
     transaction.on_commit(publish)
 
 
-def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", actor=None) -> Deployment:
-    """Record a deployment of one of the tenant's model versions and queue its load."""
+def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", instances: int = 1,
+                      hardware: str = "cpu", max_batch_size: int | None = None, actor=None) -> Deployment:
+    """Record a deployment of one of the tenant's model versions and queue its load,
+    within the tenant's deploy-time limits."""
     from workers import tasks
 
     version = ModelVersion.objects.for_tenant(tenant).select_related("model").filter(pk=model_version_id).first()
@@ -43,10 +46,26 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
     except Exception:
         raise PlatformError(f"Invalid deployment name {name!r}: use 1-63 lowercase letters, digits and hyphens.",
                             code="invalid_name") from None
+    if hardware not in ("cpu", "gpu"):
+        raise PlatformError(f"Unknown hardware {hardware!r}: choose cpu or gpu.", code="invalid_hardware")
+    if not isinstance(instances, int) or instances < 1:
+        raise PlatformError("instances must be a whole number of at least 1.", code="invalid_instances")
+    if max_batch_size is None:
+        max_batch_size = DEFAULT_MAX_BATCH_SIZE if version.has_batch_dim else 0
+    if not isinstance(max_batch_size, int) or max_batch_size < 0:
+        raise PlatformError("max_batch_size must be a whole number, 0 or more.", code="invalid_batch_size")
+    if max_batch_size and not version.has_batch_dim:
+        raise PlatformError("This model has no batch dimension: its max_batch_size must be 0.",
+                            code="invalid_batch_size")
     with transaction.atomic():
+        # One deploy-time decision per tenant at a time, so limits hold under concurrent requests.
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         if Deployment.objects.for_tenant(tenant).filter(name=name).exclude(state=DeploymentState.UNDEPLOYED).exists():
             raise Conflict(f"A deployment named '{name}' already exists; undeploy it or choose another name.")
-        deployment = Deployment(tenant=tenant, name=name, model_version=version, created_by=actor)
+        quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes, instances=instances, hardware=hardware,
+                               max_batch_size=max_batch_size)
+        deployment = Deployment(tenant=tenant, name=name, model_version=version, instances=instances,
+                                hardware=hardware, max_batch_size=max_batch_size, created_by=actor)
         deployment.full_clean()
         deployment.save()
         _publish(deployment)
@@ -95,13 +114,18 @@ def server_pick(*, deployment: Deployment) -> TritonServer:
 
     from workers.models import ACTIVE_STATES
 
+    servers = TritonServer.objects.filter(enabled=True, healthy=True)
+    if deployment.hardware == "gpu":
+        servers = servers.filter(has_gpu=True)
     servers = (
-        TritonServer.objects.filter(enabled=True, healthy=True)
+        servers
         .annotate(load=Count("deployments", filter=Q(deployments__state__in=ACTIVE_STATES)))
         .order_by("load", "pk")
     )
     server = servers.first()
     if server is None:
+        if deployment.hardware == "gpu":
+            raise triton.TritonUnreachable("No healthy Triton server with a GPU is registered.")
         raise triton.TritonUnreachable(
             "No healthy Triton server is registered; start one with `manage.py triton_serve`.")
     return server
@@ -158,7 +182,8 @@ def deployment_load_run(*, deployment_id: int, final_attempt: bool = True) -> No
     try:
         config = config_pbtxt(
             triton_name=deployment.triton_name, inputs=version.inputs, outputs=version.outputs,
-            has_batch_dim=version.has_batch_dim, native_onnx=native_onnx, gpu=server.has_gpu,
+            has_batch_dim=version.has_batch_dim, native_onnx=native_onnx, gpu=deployment.hardware == "gpu",
+            max_batch_size=deployment.max_batch_size, instances=deployment.instances,
         )
         entry_write(repository=repository, triton_name=deployment.triton_name, onnx_path=version.absolute_path,
                     config=config, native_onnx=native_onnx)

@@ -1,6 +1,7 @@
 import pytest
 
-from gateway.directory import directory_sync_all, key_entry_name, redis_client, route_entry_name
+from gateway.directory import (directory_sync_all, key_entry_name, limits_entry_name, redis_client,
+                               route_entry_name)
 from graph_editor.services import model_version_upload
 from tenants.services import api_key_create, api_key_revoke, hash_api_key
 from workers.models import Deployment, DeploymentState
@@ -20,7 +21,10 @@ def test_sync_rebuilds_a_lost_projection_and_drops_what_nothing_backs(acme, digi
     r.hset(route_entry_name(acme.pk, "stale"), mapping={"state": "ready"})
     result = directory_sync_all()
 
-    assert result == {"entries": 3, "removed": 1}
+    # Two keys, one route, and the tenant's limits from the default plan.
+    assert result == {"entries": 4, "removed": 1}
+    assert r.hgetall(limits_entry_name(f"t:{acme.pk}")) == {"rate": "200.0", "burst": "400", "conc": "64",
+                                                          "payload": str(32 * 2**20)}
     assert r.hget(key_entry_name(hash_api_key(live_raw)), "revoked") == "0"
     assert r.hget(key_entry_name(hash_api_key(revoked_raw)), "revoked") == "1"
     assert r.hget(route_entry_name(acme.pk, "digits"), "state") == "ready"

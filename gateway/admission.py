@@ -1,0 +1,146 @@
+"""Admission and completion of gateway requests: one Redis round trip each, in Lua.
+
+`admit` authenticates the key, resolves the deployment, and decides every request-path
+limit of the tenant, the deployment and the key at once (payload size, monthly budgets,
+GCRA rates, concurrency leases) with Redis's clock; see lua/admit.lua. Nothing is
+counted in this process, so limits stay exact across any number of gateway processes,
+and a change an admin makes is in force for the next request.
+
+`finish` releases the leases, adds the request to the monthly counters and appends its
+usage event to the stream, atomically (lua/finish.lua). It is written to Redis before
+the response is written to the client: a response never leaves without its usage event
+already on its way, so a gateway that dies loses no usage.
+
+A gateway that dies holding leases does not hold them for long: leases expire after
+LEASE_TTL_S unless renewed, and each process renews those of its own requests that run
+longer than a third of that."""
+import asyncio
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+from gateway import config
+from gateway.redis_link import RedisLink, RedisReplyError, RedisUnavailable, Script
+
+log = logging.getLogger("gateway.admission")
+LUA = Path(__file__).with_name("lua")
+ADMIT = Script((LUA / "admit.lua").read_text())
+FINISH = Script((LUA / "finish.lua").read_text())
+RENEW = Script((LUA / "renew.lua").read_text())
+KEY_PREFIX = "gw:key:"
+
+
+class Refused(Exception):
+    """The request is not admitted: authentication, payload, budget, rate or concurrency."""
+
+    def __init__(self, status: int, code: str, message: str, kind: str = "", wait_ms: str = ""):
+        super().__init__(message)
+        self.status, self.code, self.message, self.kind, self.wait_ms = status, code, message, kind, wait_ms
+
+
+class Unavailable(Exception):
+    """Redis cannot decide: the request is refused (fail closed), the caller retries."""
+
+
+class Admitted:
+    __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
+                 "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
+                 "request_id", "started")
+
+    def __init__(self, reply: list, request_id: str):
+        (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
+         self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
+         self.scopes, self.flags) = (v.decode() if isinstance(v, bytes) else v for v in reply)
+        self.request_id = request_id
+        self.started = time.monotonic()
+
+    def rate_headers(self) -> list:
+        """The IETF RateLimit fields and the x-ratelimit-* ones, from the tightest rate limit."""
+        if not self.policy:
+            return []
+        return [(b"ratelimit-policy", self.policy.encode()), (b"ratelimit", self.ratelimit.encode()),
+                (b"x-ratelimit-limit-requests", self.limit.encode()),
+                (b"x-ratelimit-remaining-requests", self.remaining.encode()),
+                (b"x-ratelimit-reset-requests", self.reset.encode())]
+
+
+class Admission:
+    def __init__(self, redis_url: str):
+        self.link = RedisLink(redis_url, connect_timeout=config.REDIS_CONNECT_TIMEOUT_S,
+                              command_timeout=config.REDIS_COMMAND_TIMEOUT_S)
+        self.lease_ms = str(int(config.LEASE_TTL_S * 1000))
+        self.in_flight: dict[str, Admitted] = {}
+        self.renewer: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def admit(self, raw_key: str, name: str, body_size: int, request_id: str, infer: bool) -> Admitted:
+        key_entry = KEY_PREFIX + hashlib.sha256(raw_key.encode()).hexdigest()
+        args = (name, str(body_size), request_id, self.lease_ms, "1" if infer else "0")
+        try:
+            reply = await self.link.run_script(ADMIT, (key_entry,), args)
+        except (RedisUnavailable, TimeoutError) as exc:
+            raise Unavailable(str(exc) or "Redis did not answer in time") from None
+        if reply[0] != 200:
+            raise Refused(reply[0], *(v.decode() for v in reply[1:]))
+        admitted = Admitted(reply, request_id)
+        self.in_flight[request_id] = admitted
+        return admitted
+
+    async def ensure_connected(self) -> None:
+        """Reconnect before a finish if the connection broke during the request."""
+        if not self.link.connected:
+            try:
+                await self.link.ready_protocol()
+            except RedisUnavailable as exc:
+                raise Unavailable(str(exc)) from None
+
+    def finish(self, admitted: Admitted, billable: bool, compute_us: int, event: list) -> asyncio.Future:
+        """Write the completion now (no await); the returned future carries Redis's reply."""
+        self.in_flight.pop(admitted.request_id, None)
+        protocol = self.link.protocol
+        if protocol is None:
+            raise Unavailable("the connection to Redis is down")
+        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), *event)
+        return self.link.send_script(protocol, FINISH, (), args)
+
+    async def confirm(self, waiter: asyncio.Future, admitted: Admitted, billable: bool, compute_us: int,
+                      event: list) -> None:
+        """Await the completion's reply, after the response went out; log what could not be recorded."""
+        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), *event)
+        try:
+            await self.link.script_reply(FINISH, (), args, waiter)
+        except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:
+            log.error("usage event %s not confirmed by Redis: %s", admitted.request_id, exc)
+
+    def abandon(self, admitted: Admitted) -> None:
+        """Forget a request whose completion cannot be written; its leases expire."""
+        self.in_flight.pop(admitted.request_id, None)
+
+    async def ping(self) -> None:
+        try:
+            await self.link.call("PING")
+        except (RedisUnavailable, TimeoutError) as exc:
+            raise Unavailable(str(exc) or "Redis did not answer in time") from None
+
+    async def _renew_forever(self) -> None:
+        period = config.LEASE_TTL_S / 3
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - period
+            args = []
+            for admitted in list(self.in_flight.values()):
+                if admitted.started < cutoff:
+                    args += (admitted.scopes, admitted.request_id)
+            if args:
+                try:
+                    await self.link.run_script(RENEW, (), (self.lease_ms, *args))
+                except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:
+                    log.warning("could not renew %d leases: %s", len(args) // 2, exc)
+
+    async def close(self) -> None:
+        if self.renewer is not None:
+            self.renewer.cancel()
+        self.link.close()

@@ -1,0 +1,165 @@
+-- Admission of one gateway request, decided atomically with Redis's clock.
+--
+-- KEYS[1]  gw:key:<sha256 of the API key>
+-- ARGV[1]  deployment name (the tenant's name for it)
+-- ARGV[2]  request body size in bytes
+-- ARGV[3]  request id (the member of the in-flight leases)
+-- ARGV[4]  lease lifetime in milliseconds (gateways renew leases of longer requests)
+-- ARGV[5]  "1" for an inference request (budgets apply), "0" for metadata and readiness
+--
+-- Scopes: t:<tenant>, d:<deployment>, k:<key>. Per scope, from gw:lim:<scope>:
+--   rate, burst      GCRA: sustained requests per second and the burst above it
+--   conc             requests in flight (a sorted set of leases scored by expiry)
+--   mreq, mreq_soft  requests per calendar month (UTC), soft = allow, flag
+--   mcs, mcs_soft    compute seconds per calendar month
+--   payload          largest request body
+-- Monthly use lives in gw:use:<scope>:<yyyymm> (fields req, cus), written by finish.lua.
+--
+-- Reply: {status, code, message, route fields..., headers..., leased scopes, flags}
+-- Nothing is written unless the request is admitted; a refusal consumes nothing.
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+
+local key = redis.call('HMGET', KEYS[1], 'tenant_id', 'key_id', 'scopes', 'revoked')
+if not key[1] then
+  return {401, 'unauthenticated', 'Unknown API key.'}
+end
+if key[4] == '1' then
+  return {401, 'unauthenticated', 'This API key has been revoked.'}
+end
+if not string.find(',' .. (key[3] or '') .. ',', ',infer,', 1, true) then
+  return {403, 'permission_denied', "This API key lacks the 'infer' scope."}
+end
+local tenant, key_id = key[1], key[2]
+local name = ARGV[1]
+local route = redis.call('HMGET', 'gw:route:' .. tenant .. ':' .. name,
+  'deployment_id', 'model_version_id', 'triton_model', 'state', 'http_url', 'grpc_url', 'error')
+
+local scopes = {'t:' .. tenant, 'k:' .. key_id}
+local labels = {'tenant', 'key'}
+if route[1] then
+  scopes[3] = 'd:' .. route[1]
+  labels[3] = 'deployment'
+end
+
+-- The calendar month (UTC) of Redis's clock, from days since the epoch (civil-from-days).
+local z = math.floor(now / 86400000000) + 719468
+local era = math.floor(z / 146097)
+local doe = z - era * 146097
+local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+local mp = math.floor((5 * doy + 2) / 153)
+local month = mp < 10 and mp + 3 or mp - 9
+local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+local period = string.format('%04d%02d', year, month)
+
+local body_size = tonumber(ARGV[2])
+local lease_ttl = tonumber(ARGV[4]) * 1000
+local is_infer = ARGV[5] == '1'
+local limits, inflight, flags = {}, {}, {}
+
+for i, scope in ipairs(scopes) do
+  local l = redis.call('HMGET', 'gw:lim:' .. scope, 'rate', 'burst', 'conc', 'mreq', 'mreq_soft', 'mcs', 'mcs_soft',
+    'payload')
+  limits[i] = l
+  if l[8] and body_size > tonumber(l[8]) then
+    return {413, 'payload_too_large', 'The request body (' .. body_size .. ' bytes) exceeds the ' .. labels[i] ..
+      ' limit of ' .. l[8] .. ' bytes.'}
+  end
+end
+
+-- Budgets. Requests in flight count against a request budget, so that concurrent requests
+-- cannot overshoot it.
+local inflight_key = {}
+for i, scope in ipairs(scopes) do
+  inflight_key[i] = 'gw:inflight:' .. scope
+  redis.call('ZREMRANGEBYSCORE', inflight_key[i], '-inf', string.format('%.0f', now))
+  inflight[i] = redis.call('ZCARD', inflight_key[i])
+  local l = limits[i]
+  if is_infer and (l[4] or l[6]) then
+    local used = redis.call('HMGET', 'gw:use:' .. scope .. ':' .. period, 'req', 'cus')
+    local req, cus = tonumber(used[1] or '0'), tonumber(used[2] or '0')
+    if l[4] and req + inflight[i] >= tonumber(l[4]) then
+      if l[5] == '1' then
+        flags[#flags + 1] = labels[i] .. '_monthly_requests'
+      else
+        return {429, 'insufficient_quota', 'The ' .. labels[i] .. ' has used its ' .. l[4] ..
+          ' requests for this month.', 'budget'}
+      end
+    end
+    if l[6] and cus >= tonumber(l[6]) * 1000000 then
+      if l[7] == '1' then
+        flags[#flags + 1] = labels[i] .. '_monthly_compute'
+      else
+        return {429, 'insufficient_quota', 'The ' .. labels[i] .. ' has used its ' .. l[6] ..
+          ' compute seconds for this month.', 'budget'}
+      end
+    end
+  end
+end
+
+-- Rate (GCRA): a scope admits the request when its theoretical arrival time, advanced by
+-- one emission interval, stays within the burst of now.
+local new_tat, policy, state = {}, {}, {}
+local tight_limit, tight_remaining, tight_reset = nil, nil, nil
+local refused_wait, refused_label = nil, nil
+for i, scope in ipairs(scopes) do
+  local l = limits[i]
+  if l[1] then
+    local rate = tonumber(l[1])
+    local interval = 1000000 / rate
+    local burst = tonumber(l[2] or '0')
+    if burst < 1 then burst = math.max(1, math.floor(rate)) end
+    local capacity = burst * interval
+    local tat = tonumber(redis.call('GET', 'gw:rate:' .. scope) or '0')
+    if tat < now then tat = now end
+    local next_tat = tat + interval
+    if next_tat - now > capacity then
+      local wait = next_tat - capacity - now
+      if not refused_wait or wait > refused_wait then
+        refused_wait, refused_label = wait, labels[i]
+      end
+    else
+      new_tat[i] = next_tat
+      local remaining = math.floor((capacity - (next_tat - now)) / interval)
+      local reset = (next_tat - now) / 1000000
+      local window = math.ceil(capacity / 1000000)
+      policy[#policy + 1] = '"' .. labels[i] .. '";q=' .. burst .. ';w=' .. window
+      state[#state + 1] = '"' .. labels[i] .. '";r=' .. remaining .. ';t=' .. math.ceil(reset)
+      if not tight_remaining or remaining < tight_remaining then
+        tight_limit, tight_remaining, tight_reset = burst, remaining, reset
+      end
+    end
+  end
+end
+if refused_wait then
+  return {429, 'rate_limited', 'Rate limit of the ' .. refused_label .. ' exceeded; retry in ' ..
+    string.format('%.3f', refused_wait / 1000000) .. ' s.', 'rate', tostring(math.ceil(refused_wait / 1000))}
+end
+
+for i, scope in ipairs(scopes) do
+  local conc = limits[i][3]
+  if conc and inflight[i] >= tonumber(conc) then
+    return {429, 'concurrency_limit', 'The ' .. labels[i] .. ' already has ' .. inflight[i] ..
+      ' requests in flight, its limit.', 'concurrency', '1000'}
+  end
+end
+
+-- Admitted: take the rate slots and the leases.
+for i, scope in ipairs(scopes) do
+  if new_tat[i] then
+    redis.call('SET', 'gw:rate:' .. scope, string.format('%.0f', new_tat[i]), 'PX',
+      string.format('%.0f', math.ceil((new_tat[i] - now) / 1000) + 1000))
+  end
+  redis.call('ZADD', inflight_key[i], string.format('%.0f', now + lease_ttl), ARGV[3])
+  redis.call('PEXPIRE', inflight_key[i], string.format('%.0f', math.ceil(lease_ttl / 1000) * 2))
+end
+
+local reset = ''
+if tight_reset then reset = string.format('%.3fs', tight_reset) end
+return {200, 'ok', '', tenant, key_id,
+  route[1] or '', route[2] or '', route[3] or '', route[4] or '', route[5] or '', route[6] or '', route[7] or '',
+  table.concat(policy, ', '), table.concat(state, ', '),
+  tight_limit and tostring(tight_limit) or '', tight_remaining and tostring(tight_remaining) or '', reset,
+  table.concat(scopes, ','), table.concat(flags, ',')}

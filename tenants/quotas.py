@@ -1,0 +1,341 @@
+"""Quotas: the limits set on plans, tenants, deployments and API keys, how they combine,
+the deploy-time checks of the control plane, and the projection the gateway enforces.
+
+Resolution. A tenant's own value of a limit overrides its plan's; an empty value at both
+means no limit. Deployment and key limits count that deployment's or that key's requests
+and apply on top of the tenant's, so the effective limit of a request is the tightest of
+the three. Deploy-time limits exist at the plan and tenant levels only.
+
+Request-path limits reach the gateway through Redis (gw:lim:<scope>, see
+gateway/directory.py) as soon as the change commits; the gateway reads them on every
+admission, so a change is in force for the next request."""
+import math
+
+from django.db import transaction
+from django.db.models import Q
+
+from gateway.directory import INFLIGHT_PREFIX, USE_PREFIX, directory_put_limits, redis_client
+from portal.errors import PlatformError, QuotaExceeded
+from tenants.models import (DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Enforcement, Hardware, Plan, Quota, QuotaLevel,
+                            Tenant)
+
+LIMIT_FIELDS = REQUEST_LIMITS + DEPLOY_LIMITS
+# Fields whose value is a number limit (the enforcement fields ride along with theirs).
+NUMERIC_LIMITS = ("rate_per_second", "rate_burst", "max_concurrency", "monthly_requests", "monthly_compute_seconds",
+                  "max_payload_bytes", "max_models", "max_deployments", "max_instances", "max_model_memory_mb",
+                  "max_batch_size")
+ENFORCEMENT_OF = {"monthly_requests": "monthly_requests_enforcement",
+                  "monthly_compute_seconds": "monthly_compute_enforcement"}
+# Runtime memory of one model instance beyond its weights (the runner process and its session).
+INSTANCE_OVERHEAD_MB = 64
+
+
+# ---- resolution -----------------------------------------------------------------------
+
+def plan_default() -> Plan | None:
+    return Plan.objects.filter(is_default=True).first()
+
+
+def tenant_plan(tenant: Tenant) -> Plan | None:
+    return tenant.plan if tenant.plan_id else plan_default()
+
+
+def quota_values(quota: Quota | None) -> dict:
+    return {field: getattr(quota, field) for field in LIMIT_FIELDS} if quota else {field: None for field in LIMIT_FIELDS}
+
+
+def quota_effective(*, tenant: Tenant) -> dict:
+    """The tenant's limits: each field from the tenant's quota if set there, else its plan's.
+    `source` says, per limit, which level it came from."""
+    plan = tenant_plan(tenant)
+    plan_quota = Quota.objects.filter(plan=plan).first() if plan else None
+    tenant_quota = Quota.objects.filter(level=QuotaLevel.TENANT, tenant=tenant).first()
+    own, inherited = quota_values(tenant_quota), quota_values(plan_quota)
+    values, source = {}, {}
+    for field in NUMERIC_LIMITS + ("allowed_hardware",):
+        if own[field] is not None:
+            values[field], source[field] = own[field], QuotaLevel.TENANT.value
+            if field in ENFORCEMENT_OF:
+                values[ENFORCEMENT_OF[field]] = own[ENFORCEMENT_OF[field]]
+        else:
+            values[field], source[field] = inherited[field], QuotaLevel.PLAN.value if inherited[field] is not None else None
+            if field in ENFORCEMENT_OF:
+                values[ENFORCEMENT_OF[field]] = inherited[ENFORCEMENT_OF[field]] or Enforcement.HARD
+    return {"plan": plan, "values": values, "source": source}
+
+
+def quota_gateway_limits(values: dict) -> dict:
+    """The gateway's form of request-path limits (absent = no limit)."""
+    mapping = {}
+    if values.get("rate_per_second") is not None:
+        mapping["rate"] = repr(float(values["rate_per_second"]))
+        if values.get("rate_burst"):
+            mapping["burst"] = str(values["rate_burst"])
+    if values.get("max_concurrency") is not None:
+        mapping["conc"] = str(values["max_concurrency"])
+    if values.get("monthly_requests") is not None:
+        mapping["mreq"] = str(values["monthly_requests"])
+        mapping["mreq_soft"] = "1" if values.get("monthly_requests_enforcement") == Enforcement.SOFT else "0"
+    if values.get("monthly_compute_seconds") is not None:
+        mapping["mcs"] = repr(float(values["monthly_compute_seconds"]))
+        mapping["mcs_soft"] = "1" if values.get("monthly_compute_enforcement") == Enforcement.SOFT else "0"
+    if values.get("max_payload_bytes") is not None:
+        mapping["payload"] = str(values["max_payload_bytes"])
+    return mapping
+
+
+def quota_gateway_limits_all() -> dict[str, dict]:
+    """Every scope's gateway limits, for rebuilding the projection."""
+    scopes = {}
+    for tenant in Tenant.objects.all():
+        scopes[f"t:{tenant.pk}"] = quota_gateway_limits(quota_effective(tenant=tenant)["values"])
+    for quota in Quota.objects.filter(level=QuotaLevel.DEPLOYMENT):
+        scopes[f"d:{quota.deployment_id}"] = quota_gateway_limits(quota_values(quota))
+    for quota in Quota.objects.filter(level=QuotaLevel.KEY):
+        scopes[f"k:{quota.api_key_id}"] = quota_gateway_limits(quota_values(quota))
+    return scopes
+
+
+def _project(quota_level: str, *, plan=None, tenant=None, deployment_id=None, api_key_id=None) -> None:
+    """Publish the limits a change affects (after commit)."""
+    if quota_level == QuotaLevel.PLAN:
+        tenants = Tenant.objects.filter(plan=plan)
+        if plan.is_default:
+            tenants = Tenant.objects.filter(Q(plan=plan) | Q(plan__isnull=True))
+        for each in tenants:
+            directory_put_limits(f"t:{each.pk}", quota_gateway_limits(quota_effective(tenant=each)["values"]))
+    elif quota_level == QuotaLevel.TENANT:
+        directory_put_limits(f"t:{tenant.pk}", quota_gateway_limits(quota_effective(tenant=tenant)["values"]))
+    elif quota_level == QuotaLevel.DEPLOYMENT:
+        directory_put_limits(f"d:{deployment_id}", quota_gateway_limits(
+            quota_values(Quota.objects.filter(deployment_id=deployment_id).first())))
+    else:
+        directory_put_limits(f"k:{api_key_id}", quota_gateway_limits(
+            quota_values(Quota.objects.filter(api_key_id=api_key_id).first())))
+
+
+def tenant_limits_publish(*, tenant: Tenant) -> None:
+    """Publish a tenant's resolved limits (on creation, or when its plan changes)."""
+    transaction.on_commit(lambda: _project(QuotaLevel.TENANT, tenant=tenant))
+
+
+# ---- changes --------------------------------------------------------------------------
+
+def _clean_values(level: str, values: dict) -> dict:
+    unknown = set(values) - set(LIMIT_FIELDS)
+    if unknown:
+        raise PlatformError(f"Unknown limit(s): {', '.join(sorted(unknown))}.", code="invalid_limit")
+    if level in (QuotaLevel.DEPLOYMENT, QuotaLevel.KEY):
+        deploy_time = sorted(f for f in DEPLOY_LIMITS if values.get(f) is not None)
+        if deploy_time:
+            raise PlatformError(f"{', '.join(deploy_time)} can only be set on a plan or a tenant.",
+                                code="invalid_limit")
+    cleaned = {}
+    for field, value in values.items():
+        if field in ENFORCEMENT_OF.values():
+            if value not in Enforcement.values:
+                raise PlatformError(f"{field} must be one of {', '.join(Enforcement.values)}.", code="invalid_limit")
+        elif field == "allowed_hardware":
+            if value is not None and (not isinstance(value, list) or not value
+                                      or not set(value) <= set(Hardware.values)):
+                raise PlatformError(f"allowed_hardware must be a non-empty list of {', '.join(Hardware.values)}.",
+                                    code="invalid_limit")
+            value = sorted(set(value)) if value is not None else None
+        elif value is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PlatformError(f"{field} must be a number or null.", code="invalid_limit")
+            if field not in ("rate_per_second", "monthly_compute_seconds") and value != int(value):
+                raise PlatformError(f"{field} must be a whole number.", code="invalid_limit")
+            if value <= 0 and field != "monthly_requests" and field != "monthly_compute_seconds":
+                raise PlatformError(f"{field} must be greater than zero (leave it empty for no limit).",
+                                    code="invalid_limit")
+            if value < 0:
+                raise PlatformError(f"{field} cannot be negative.", code="invalid_limit")
+        cleaned[field] = value
+    return cleaned
+
+
+def quota_set(*, level: str, target, values: dict) -> Quota:
+    """Create or change the quota of a plan, tenant, deployment or key; only the given
+    fields change (null clears a limit). In force on the gateway once committed."""
+    values = _clean_values(level, values)
+    lookup = {"plan": target} if level == QuotaLevel.PLAN else {
+        QuotaLevel.TENANT: {"tenant": target, "level": QuotaLevel.TENANT},
+        QuotaLevel.DEPLOYMENT: {"deployment": target},
+        QuotaLevel.KEY: {"api_key": target},
+    }.get(level)
+    if lookup is None:
+        raise PlatformError(f"Unknown quota level {level!r}.", code="invalid_limit")
+    with transaction.atomic():
+        quota = Quota.objects.select_for_update().filter(**lookup).first()
+        if quota is None:
+            quota = Quota(level=level, **{k: v for k, v in lookup.items() if k != "level"})
+            if level in (QuotaLevel.DEPLOYMENT, QuotaLevel.KEY):
+                quota.tenant_id = target.tenant_id
+        for field, value in values.items():
+            setattr(quota, field, value)
+        if quota.rate_burst is not None and quota.rate_per_second is None:
+            raise PlatformError("rate_burst needs rate_per_second.", code="invalid_limit")
+        quota.full_clean()
+        quota.save()
+        _on_commit_project(quota)
+    return quota
+
+
+def quota_clear(*, quota: Quota) -> None:
+    with transaction.atomic():
+        _on_commit_project(quota)
+        quota.delete()
+
+
+def _on_commit_project(quota: Quota) -> None:
+    level, plan, tenant = quota.level, quota.plan, quota.tenant
+    deployment_id, api_key_id = quota.deployment_id, quota.api_key_id
+    transaction.on_commit(lambda: _project(level, plan=plan, tenant=tenant, deployment_id=deployment_id,
+                                           api_key_id=api_key_id))
+
+
+def tenant_plan_set(*, tenant: Tenant, plan: Plan | None) -> Tenant:
+    with transaction.atomic():
+        tenant.plan = plan
+        tenant.save(update_fields=["plan"])
+        tenant_limits_publish(tenant=tenant)
+    return tenant
+
+
+# ---- deploy-time checks ---------------------------------------------------------------
+
+def model_memory_estimate_mb(*, size_bytes: int, instances: int) -> int:
+    """Memory a deployment is expected to take: the weights, twice (file and session), and
+    the runtime of each instance."""
+    return instances * (math.ceil(2 * size_bytes / 2**20) + INSTANCE_OVERHEAD_MB)
+
+
+def quota_check_model_create(*, tenant: Tenant) -> None:
+    from graph_editor.models import MLModel
+
+    limit = quota_effective(tenant=tenant)["values"]["max_models"]
+    if limit is not None and MLModel.objects.for_tenant(tenant).count() >= limit:
+        raise QuotaExceeded(f"Your tenant may have at most {limit} models; delete one or ask for a higher limit.")
+
+
+def quota_check_deployment(*, tenant: Tenant, size_bytes: int, instances: int, hardware: str, max_batch_size: int,
+                           exclude_deployment_id: int | None = None) -> None:
+    """Refuse a deployment (or a change of one) that the tenant's limits do not allow.
+    Call inside the transaction that writes it, after locking the tenant row."""
+    from workers.models import ACTIVE_STATES, Deployment
+
+    limits = quota_effective(tenant=tenant)["values"]
+    if limits["allowed_hardware"] is not None and hardware not in limits["allowed_hardware"]:
+        raise QuotaExceeded(f"Your plan does not include {hardware.upper()} deployments "
+                            f"(allowed: {', '.join(limits['allowed_hardware'])}).")
+    if limits["max_instances"] is not None and instances > limits["max_instances"]:
+        raise QuotaExceeded(f"At most {limits['max_instances']} instances per deployment; asked for {instances}.")
+    if limits["max_batch_size"] is not None and max_batch_size > limits["max_batch_size"]:
+        raise QuotaExceeded(f"The largest batch size allowed is {limits['max_batch_size']}; asked for "
+                            f"{max_batch_size}.")
+    active = Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES).select_related("model_version")
+    if exclude_deployment_id:
+        active = active.exclude(pk=exclude_deployment_id)
+    active = list(active)
+    if limits["max_deployments"] is not None and len(active) + 1 > limits["max_deployments"]:
+        raise QuotaExceeded(f"Your tenant may have at most {limits['max_deployments']} deployments; undeploy one "
+                            "or ask for a higher limit.")
+    if limits["max_model_memory_mb"] is not None:
+        used = sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes, instances=d.instances)
+                   for d in active)
+        wanted = model_memory_estimate_mb(size_bytes=size_bytes, instances=instances)
+        if used + wanted > limits["max_model_memory_mb"]:
+            raise QuotaExceeded(f"This deployment needs about {wanted} MB; your tenant uses {used} MB of its "
+                                f"{limits['max_model_memory_mb']} MB model memory.")
+
+
+# ---- consumption ----------------------------------------------------------------------
+
+def _month() -> str:
+    from django.utils import timezone
+
+    return timezone.now().strftime("%Y%m")
+
+
+def scope_consumption(scope: str) -> dict:
+    """This month's billable requests and compute seconds of a scope, and its requests in
+    flight, as the gateway counts them."""
+    import time
+
+    r = redis_client()
+    pipe = r.pipeline(transaction=False)
+    pipe.hmget(f"{USE_PREFIX}{scope}:{_month()}", "req", "cus")
+    pipe.zcount(f"{INFLIGHT_PREFIX}{scope}", f"({int(time.time() * 1_000_000)}", "+inf")
+    (req, cus), in_flight = pipe.execute()
+    return {"requests": int(req or 0), "compute_seconds": round(int(cus or 0) / 1e6, 3), "in_flight": in_flight}
+
+
+def quota_overview(*, tenant: Tenant) -> dict:
+    """What the tenant may use and what it uses now, for the portal and the API."""
+    from graph_editor.models import MLModel
+    from workers.models import ACTIVE_STATES, Deployment
+
+    effective = quota_effective(tenant=tenant)
+    deployments = list(Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES)
+                       .select_related("model_version"))
+    dep_quotas = {q.deployment_id: q for q in Quota.objects.filter(deployment__in=deployments)}
+    keys = list(ApiKey.objects.for_tenant(tenant).filter(revoked_at__isnull=True))
+    key_quotas = {q.api_key_id: q for q in Quota.objects.filter(api_key__in=keys)}
+    request_fields = list(REQUEST_LIMITS)
+    return {
+        "plan": effective["plan"].slug if effective["plan"] else None,
+        "tenant": {
+            "limits": effective["values"], "source": effective["source"],
+            "usage": {
+                **scope_consumption(f"t:{tenant.pk}"),
+                "models": MLModel.objects.for_tenant(tenant).count(),
+                "deployments": len(deployments),
+                "model_memory_mb": sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
+                                                                instances=d.instances) for d in deployments),
+            },
+        },
+        "deployments": [
+            {"id": d.pk, "name": d.name,
+             "limits": {f: getattr(dep_quotas[d.pk], f) for f in request_fields} if d.pk in dep_quotas else None,
+             "usage": scope_consumption(f"d:{d.pk}")}
+            for d in deployments
+        ],
+        "keys": [
+            {"id": k.pk, "label": k.label, "prefix": k.prefix,
+             "limits": {f: getattr(key_quotas[k.pk], f) for f in request_fields} if k.pk in key_quotas else None,
+             "usage": scope_consumption(f"k:{k.pk}")}
+            for k in keys
+        ],
+    }
+
+
+# Only a counter that is gone is rebuilt: one present holds what the gateway counted since.
+_RESTORE_COUNTER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'req', ARGV[1], 'cus', ARGV[2])
+redis.call('EXPIRE', KEYS[1], 3456000)
+return 1
+"""
+
+
+def quota_counters_restore() -> int:
+    """Rebuild this month's gateway counters that Redis lost (a restart without
+    persistence) from the metered usage in PostgreSQL; counters present are left alone.
+    Returns the number of scopes restored."""
+    from django.db.models import Count, Sum
+    from django.utils import timezone
+
+    from billing.models import UsageEvent
+
+    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    billable = UsageEvent.unscoped.filter(occurred_at__gte=start, status=200, endpoint="infer")
+    r = redis_client()
+    month = _month()
+    restored = 0
+    for column, prefix in (("tenant_id", "t"), ("deployment_id", "d"), ("api_key_id", "k")):
+        for row in billable.exclude(**{f"{column}__isnull": True}).values(column).annotate(
+                req=Count("id"), compute=Sum("compute_ms")):
+            name = f"{USE_PREFIX}{prefix}:{row[column]}:{month}"
+            restored += r.eval(_RESTORE_COUNTER, 1, name, row["req"], int((row["compute"] or 0) * 1000))
+    return restored
