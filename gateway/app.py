@@ -64,14 +64,21 @@ class Gateway:
     def __init__(self):
         self.admission: Admission | None = None
         self.upstream: UpstreamPool | None = None
+        self.grpc = None
 
     async def startup(self) -> None:
         self.admission = Admission(config.REDIS_URL)
         self.admission.start()
         self.upstream = UpstreamPool(timeout=config.UPSTREAM_TIMEOUT_S,
                                      connect_timeout=config.UPSTREAM_CONNECT_TIMEOUT_S)
+        if config.GRPC_PORT:
+            from gateway.grpc_server import grpc_start
+
+            self.grpc = await grpc_start(self.admission, config.GRPC_HOST, config.GRPC_PORT)
 
     async def shutdown(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop(2)
         self.upstream.close()
         await self.admission.close()
 

@@ -52,6 +52,7 @@ class PlatformStack:
         self.triton_grpc_port = free_port()
         self.triton_metrics_port = free_port()
         self.gateway_port = free_port()
+        self.gateway_grpc_port = free_port()
         self.portal_port = free_port()
         self.triton_name = f"test-{os.getpid()}"
         self.triton_repository = Path(settings.TRITON_VAR_DIR) / self.triton_name / "models"
@@ -110,7 +111,7 @@ class PlatformStack:
         self._spawn("metering", [PYTHON, "manage.py", "metering_consume"])
         gateway = self._spawn("gateway", [
             PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
-            "--workers", "1",
+            "--grpc-port", "0", "--workers", "1",
         ])
         web = self._spawn("web", [
             PYTHON, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(self.portal_port),
@@ -119,6 +120,15 @@ class PlatformStack:
         wait_http(f"{self.triton_url}/v2/health/ready", 60, triton, self.workdir / "triton.log")
         wait_http(f"{self.portal_url}/login/", 60, web, self.workdir / "web.log")
         wait_http(f"{self.gateway_url}/v2/health/live", 30, gateway, self.workdir / "gateway.log")
+
+    def gateway_start(self, name: str, *, workers: int = 1, grpc: bool = False) -> tuple[subprocess.Popen, int]:
+        """Another gateway process (or group of them) on a port of its own, ready to serve."""
+        port = free_port()
+        args = [PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                "--grpc-port", str(free_port() if grpc else 0)]
+        proc = self._spawn(name, args)
+        wait_http(f"http://127.0.0.1:{port}/v2/health/live", 30, proc, self.workdir / f"{name}.log")
+        return proc, port
 
     def register_servers(self) -> None:
         from workers.models import TritonServer
