@@ -9,21 +9,40 @@ from graph_editor.api import (
     ModelVersionListView,
 )
 from tenants.api import ApiKeyListView, ApiKeyRevokeView, TenantView
+from tenants.api_quotas import (
+    DeploymentLimitsView,
+    KeyLimitsView,
+    PlanDetailView,
+    PlanListView,
+    QuotaDetailView,
+    QuotaListView,
+    QuotaOverviewView,
+    TenantPlanView,
+)
 from workers.api import DeploymentDetailView, DeploymentListView
 
 urlpatterns = [
     path("tenant", TenantView.as_view(), name="api-tenant"),
     path("keys", ApiKeyListView.as_view(), name="api-keys"),
     path("keys/<int:key_id>/revoke", ApiKeyRevokeView.as_view(), name="api-key-revoke"),
+    path("keys/<int:key_id>/limits", KeyLimitsView.as_view(), name="api-key-limits"),
     path("models", ModelListView.as_view(), name="api-models"),
     path("models/<int:model_id>", ModelDetailView.as_view(), name="api-model"),
     path("models/<int:model_id>/versions", ModelVersionListView.as_view(), name="api-model-versions"),
     path("versions/<int:version_id>", ModelVersionDetailView.as_view(), name="api-version"),
     path("deployments", DeploymentListView.as_view(), name="api-deployments"),
     path("deployments/<int:deployment_id>", DeploymentDetailView.as_view(), name="api-deployment"),
+    path("deployments/<int:deployment_id>/limits", DeploymentLimitsView.as_view(), name="api-deployment-limits"),
+    path("quotas", QuotaOverviewView.as_view(), name="api-quotas"),
     path("usage", UsageListView.as_view(), name="api-usage"),
     path("usage/summary", UsageSummaryView.as_view(), name="api-usage-summary"),
     path("usage/timeseries", UsageTimeseriesView.as_view(), name="api-usage-timeseries"),
+    # Platform staff only.
+    path("admin/plans", PlanListView.as_view(), name="api-admin-plans"),
+    path("admin/plans/<int:plan_id>", PlanDetailView.as_view(), name="api-admin-plan"),
+    path("admin/quotas", QuotaListView.as_view(), name="api-admin-quotas"),
+    path("admin/quotas/<int:quota_id>", QuotaDetailView.as_view(), name="api-admin-quota"),
+    path("admin/tenants/<int:tenant_id>/plan", TenantPlanView.as_view(), name="api-admin-tenant-plan"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

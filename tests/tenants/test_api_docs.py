@@ -9,15 +9,23 @@ PATHS = {
     "/api/v1/tenant": {"get"},
     "/api/v1/keys": {"get", "post"},
     "/api/v1/keys/{key_id}/revoke": {"post"},
+    "/api/v1/keys/{key_id}/limits": {"get", "patch"},
     "/api/v1/models": {"get", "post"},
     "/api/v1/models/{model_id}": {"get", "delete"},
     "/api/v1/models/{model_id}/versions": {"get"},
     "/api/v1/versions/{version_id}": {"get"},
     "/api/v1/deployments": {"get", "post"},
     "/api/v1/deployments/{deployment_id}": {"get", "delete"},
+    "/api/v1/deployments/{deployment_id}/limits": {"get", "patch"},
+    "/api/v1/quotas": {"get"},
     "/api/v1/usage": {"get"},
     "/api/v1/usage/summary": {"get"},
     "/api/v1/usage/timeseries": {"get"},
+    "/api/v1/admin/plans": {"get", "post"},
+    "/api/v1/admin/plans/{plan_id}": {"get", "patch"},
+    "/api/v1/admin/quotas": {"get", "post"},
+    "/api/v1/admin/quotas/{quota_id}": {"get", "patch", "delete"},
+    "/api/v1/admin/tenants/{tenant_id}/plan": {"put"},
 }
 
 
