@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from django.db import connection, transaction
 import redis
 
-from billing.models import UsageEvent
+from billing.models import QuotaAlert, UsageEvent
 from gateway.directory import USAGE_STREAM, redis_client
 from tenants.models import ApiKey
 
@@ -102,7 +102,42 @@ def usage_ingest(entries: list[tuple[str, dict]]) -> int:
                 last_used[row.api_key_id] = row.occurred_at
         for key_id, when in last_used.items():
             ApiKey.unscoped.filter(pk=key_id).exclude(last_used_at__gte=when).update(last_used_at=when)
+        quota_alerts_raise([row for row in rows if row.flags])
     return inserted
+
+
+def quota_alerts_raise(rows: list[UsageEvent]) -> list[QuotaAlert]:
+    """Record each soft limit a tenant passed, once per month, and tell its owners and
+    admins by email after commit."""
+    raised = []
+    for row in rows:
+        period = row.occurred_at.strftime("%Y%m")
+        for limit in row.flags.split(","):
+            alert, created = QuotaAlert.unscoped.get_or_create(
+                tenant_id=row.tenant_id, limit=limit, period=period, defaults={"first_request_id": row.request_id})
+            if created:
+                raised.append(alert)
+    if raised:
+        transaction.on_commit(lambda: _notify(raised))
+    return raised
+
+
+def _notify(alerts: list[QuotaAlert]) -> None:
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from tenants.models import Membership, Role
+
+    for alert in alerts:
+        recipients = list(Membership.unscoped.filter(tenant_id=alert.tenant_id, role__in=[Role.OWNER, Role.ADMIN])
+                          .exclude(user__email="").values_list("user__email", flat=True))
+        scope, _, limit = alert.limit.partition("_")
+        log.warning("tenant %s passed its soft %s limit (%s) in %s", alert.tenant_id, limit, scope, alert.period)
+        if recipients:
+            send_mail(f"Soft limit passed: {limit.replace('_', ' ')}",
+                      f"Your {scope}'s soft limit on {limit.replace('_', ' ')} was passed this month "
+                      f"({alert.period[:4]}-{alert.period[4:]}). Requests are still served; see the Quotas page "
+                      f"at {settings.PORTAL_URL}/quotas/.", None, recipients, fail_silently=True)
 
 
 def consume(*, consumer: str | None = None, batch: int = 500, block_ms: int = 1000,

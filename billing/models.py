@@ -31,3 +31,19 @@ class UsageEvent(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.deployment_name} {self.status}"
+
+
+class QuotaAlert(TenantOwned):
+    """A soft limit a tenant went past in one month: raised once, when metering first sees it."""
+
+    limit = models.CharField(max_length=64, help_text="e.g. tenant_monthly_requests, key_monthly_compute")
+    period = models.CharField(max_length=6, help_text="YYYYMM (UTC)")
+    first_request_id = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "limit", "period"], name="quotaalert_once")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.limit} {self.period}"

@@ -37,6 +37,11 @@ class GatewayError(Exception):
         self.headers = headers or []
 
 
+class ResponseAborted(Exception):
+    """The response had started when its usage could not be recorded: the connection is
+    closed instead of finishing it, so the client sees no answer rather than an unmetered one."""
+
+
 def not_ready(message: str) -> GatewayError:
     return GatewayError(503, "not_ready", message, retry_after=config.RETRY_AFTER_S)
 
@@ -224,19 +229,27 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
              "bin", str(len(body)), "bout", str(bytes_out), "flags", admitted.flags, "ts", f"{time.time():.6f}"]
     try:
         await gateway.admission.ensure_connected()
-        written = gateway.admission.finish(admitted, billable, compute_us, event)
     except Unavailable as exc:
         # The usage cannot be recorded: the answer is withheld rather than given unmetered.
         gateway.admission.abandon(admitted)
         raise unavailable(exc) from None
-    await send_response(send, status, payload, headers)
+    # The status line and headers go first; the usage record is written before the body,
+    # and nothing but the body's write separates the two, so a gateway killed at any
+    # moment has recorded every response a client received (and at most the one it was
+    # writing besides).
+    headers.append((b"content-length", str(bytes_out).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    try:
+        written = gateway.admission.finish(admitted, billable, compute_us, event)
+    except Unavailable:
+        gateway.admission.abandon(admitted)
+        raise ResponseAborted() from None
+    await send({"type": "http.response.body", "body": payload})
     await gateway.admission.confirm(written, admitted, billable, compute_us, event)
 
 
-async def forward(admitted: Admitted, name: str, version: str, endpoint: str, method: str, body: bytes,
-                  content_type: bytes | None, header_length: bytes | None) -> tuple[list, float, bytes]:
-    """Send the request to the deployment's Triton server: the response headers, the
-    milliseconds Triton took, and the payload in the caller's names."""
+def route_check(admitted: Admitted, name: str) -> None:
+    """Refuse a request whose deployment is missing, failed or not ready (HTTP and gRPC alike)."""
     if not admitted.deployment_id:
         raise GatewayError(404, "not_found", f"No deployment named '{name}' in your tenant.")
     state = admitted.state
@@ -245,6 +258,12 @@ async def forward(admitted: Admitted, name: str, version: str, endpoint: str, me
     if state != "ready":
         raise not_ready(f"Deployment '{name}' is {state or 'not ready'} (loading); retry shortly.")
 
+
+async def forward(admitted: Admitted, name: str, version: str, endpoint: str, method: str, body: bytes,
+                  content_type: bytes | None, header_length: bytes | None) -> tuple[list, float, bytes]:
+    """Send the request to the deployment's Triton server: the response headers, the
+    milliseconds Triton took, and the payload in the caller's names."""
+    route_check(admitted, name)
     forwarded = b""
     if content_type is not None:
         forwarded = b"Content-Type: " + content_type + b"\r\n"
@@ -292,9 +311,7 @@ def upstream_failure(status: int, payload: bytes, triton_model: str, name: str, 
     """Translate a Triton error into what the caller can act on, in the caller's names."""
     message = triton_error_message(payload).replace(triton_model, name)
     if status == 404:
-        if version:
-            return GatewayError(404, "not_found", f"Deployment '{name}' has no version {version}.")
-        return not_ready(f"Deployment '{name}' is not loaded on its server yet; retry shortly.")
+        return model_missing(name, version)
     if "not ready" in message:
         return not_ready(f"Deployment '{name}' is not ready: {message}")
     if 400 <= status < 500:
@@ -302,6 +319,13 @@ def upstream_failure(status: int, payload: bytes, triton_model: str, name: str, 
     if endpoint == "infer" and (message.startswith(TRITON_PARSE_ERRORS) or not infer_header_parses(body, header_length)):
         return GatewayError(400, "invalid_input", f"The inference request is malformed: {message}")
     return GatewayError(502, "upstream_error", f"The inference server failed ({status}): {message}")
+
+
+def model_missing(name: str, version: str) -> GatewayError:
+    """Triton does not hold the deployment's model, or not that version of it."""
+    if version:
+        return GatewayError(404, "not_found", f"Deployment '{name}' has no version {version}.")
+    return not_ready(f"Deployment '{name}' is not loaded on its server yet; retry shortly.")
 
 
 def infer_header_parses(body: bytes, header_length: bytes | None) -> bool:

@@ -85,10 +85,11 @@ class PlatformStack:
         })
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
         log = self.workdir / f"{name}.log"
         proc = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
@@ -111,7 +112,7 @@ class PlatformStack:
         self._spawn("metering", [PYTHON, "manage.py", "metering_consume"])
         gateway = self._spawn("gateway", [
             PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
-            "--grpc-port", "0", "--workers", "1",
+            "--grpc-port", str(self.gateway_grpc_port), "--workers", "1",
         ])
         web = self._spawn("web", [
             PYTHON, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(self.portal_port),
@@ -121,14 +122,24 @@ class PlatformStack:
         wait_http(f"{self.portal_url}/login/", 60, web, self.workdir / "web.log")
         wait_http(f"{self.gateway_url}/v2/health/live", 30, gateway, self.workdir / "gateway.log")
 
-    def gateway_start(self, name: str, *, workers: int = 1, grpc: bool = False) -> tuple[subprocess.Popen, int]:
+    def gateway_start(self, name: str, *, workers: int = 1, grpc: bool = False,
+                      env: dict | None = None) -> tuple[subprocess.Popen, int]:
         """Another gateway process (or group of them) on a port of its own, ready to serve."""
         port = free_port()
         args = [PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                 "--grpc-port", str(free_port() if grpc else 0)]
-        proc = self._spawn(name, args)
+        proc = self._spawn(name, args, env)
         wait_http(f"http://127.0.0.1:{port}/v2/health/live", 30, proc, self.workdir / f"{name}.log")
         return proc, port
+
+    def metering_restart(self, *, claim_idle_ms: int) -> subprocess.Popen:
+        """A new metering consumer in place of the current one (which may have been killed)."""
+        old = self.procs.get("metering")
+        if old is not None and old.poll() is None:
+            os.killpg(old.pid, signal.SIGTERM)
+            old.wait(timeout=15)
+        return self._spawn("metering", [PYTHON, "manage.py", "metering_consume", "--claim-idle-ms",
+                                        str(claim_idle_ms)])
 
     def register_servers(self) -> None:
         from workers.models import TritonServer

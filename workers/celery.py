@@ -6,11 +6,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers", "billing", "gateway"])
+app.autodiscover_tasks(["workers", "billing", "gateway", "tenants"])
 
 # The one place that defines the beat schedule.
 app.conf.beat_schedule = {
     "triton-servers-health": {"task": "workers.tasks.servers_check", "schedule": 5.0},
     "deployments-reconcile": {"task": "workers.tasks.deployments_reconcile", "schedule": 15.0},
     "gateway-directory-sync": {"task": "gateway.tasks.directory_sync", "schedule": 30.0},
+    # Budget counters Redis lost (a restart without persistence) come back from metered usage.
+    "quota-counters-check": {"task": "tenants.tasks.quota_counters_check", "schedule": 60.0},
 }

@@ -114,6 +114,10 @@ for i, scope in ipairs(scopes) do
     local capacity = burst * interval
     local tat = tonumber(redis.call('GET', 'gw:rate:' .. scope) or '0')
     if tat < now then tat = now end
+    -- Debt run up under a stricter limit than the current one is forgiven down to a bucket
+    -- with one request left: a raised limit admits the next request.
+    -- (Under an unchanged limit the stored time never passes now + capacity.)
+    if tat > now + capacity then tat = now + capacity - interval end
     local next_tat = tat + interval
     if next_tat - now > capacity then
       local wait = next_tat - capacity - now
