@@ -1,0 +1,399 @@
+"""The gateway's KServe v2 gRPC service, `inference.GRPCInferenceService` as tritonclient.grpc
+speaks it, served by each gateway process on the HTTP gateway's event loop (the port is
+shared by the worker processes through SO_REUSEPORT).
+
+A model RPC (ModelInfer, ModelMetadata, ModelReady) takes the same path as over HTTP
+(gateway/app.py): the API key from the `authorization: Bearer <key>` or `x-api-key`
+metadata, one `admit`, the deployment's Triton server over a pooled gRPC channel, and the
+usage event written by `finish` before the response leaves. Refusals carry HTTP's messages,
+their gRPC status follows from the HTTP status (GRPC_CODES), and usage events record the
+HTTP status, so one meter counts both protocols.
+
+Messages stay bytes. Every model RPC's request holds the model name in field 1 and the
+version in field 2, and ModelInferResponse and ModelMetadataResponse hold the name in
+field 1: the gateway walks the message's top-level fields (a handful of tags whatever the
+tensor sizes) and swaps field 1 between the tenant's name and Triton's, never decoding or
+re-encoding tensors.
+
+Metadata: x-request-id, the rate-limit fields and x-quota-warning in the initial metadata
+of every model RPC; a refusal's retry hints (retry-after in seconds, x-should-retry,
+x-ratelimit-*) in its trailing metadata."""
+import asyncio
+import json
+import logging
+import time
+import uuid
+
+import grpc
+from grpc import aio
+from tritonclient.grpc import service_pb2
+
+from gateway import config
+from gateway.admission import Admission, Admitted, Refused, Unavailable
+from gateway.app import SERVER_METADATA, GatewayError, model_missing, not_ready, refusal, route_check, unavailable
+
+log = logging.getLogger("gateway.grpc")
+SERVICE = "inference.GRPCInferenceService"
+MODEL_RPCS = {"infer": "ModelInfer", "metadata": "ModelMetadata", "ready": "ModelReady"}
+SERVED = ("ServerLive", "ServerReady", "ServerMetadata", *MODEL_RPCS.values())
+Code = grpc.StatusCode
+# The gRPC status of each HTTP status a request can end with (the one metering records).
+GRPC_CODES = {
+    400: Code.INVALID_ARGUMENT,
+    401: Code.UNAUTHENTICATED,
+    403: Code.PERMISSION_DENIED,
+    404: Code.NOT_FOUND,
+    413: Code.RESOURCE_EXHAUSTED,  # what gRPC itself answers to a message over its size limit
+    429: Code.RESOURCE_EXHAUSTED,
+    499: Code.CANCELLED,
+    502: Code.UNAVAILABLE,
+    503: Code.UNAVAILABLE,
+}
+# Triton's answers that are the caller's fault; the caller gets Triton's code, metering 400.
+CALLER_FAULTS = {Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS,
+                 Code.UNIMPLEMENTED}
+
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 1),
+    ("grpc.max_receive_message_length", config.MAX_BODY_BYTES),
+    ("grpc.max_send_message_length", -1),
+]
+UPSTREAM_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    # A connection attempt gives up after the connect timeout (gRPC's default is 20 s), and a
+    # server that comes back is tried again within as long.
+    ("grpc.min_reconnect_backoff_ms", int(config.UPSTREAM_CONNECT_TIMEOUT_S * 1000)),
+    ("grpc.max_reconnect_backoff_ms", int(config.UPSTREAM_CONNECT_TIMEOUT_S * 1000)),
+]
+
+LIVE = service_pb2.ServerLiveResponse(live=True).SerializeToString()
+READY = service_pb2.ServerReadyResponse(ready=True).SerializeToString()
+NOT_READY = service_pb2.ServerReadyResponse(ready=False).SerializeToString()
+MODEL_NOT_READY = service_pb2.ModelReadyResponse(ready=False).SerializeToString()
+SERVER = service_pb2.ServerMetadataResponse(**json.loads(SERVER_METADATA)).SerializeToString()
+
+
+class Rejected(Exception):
+    """An RPC answered with an error: its gRPC code, the HTTP status metering records, the
+    message and the trailing metadata."""
+
+    def __init__(self, code: grpc.StatusCode, status: int, message: str, trailing: tuple = ()):
+        super().__init__(message)
+        self.code, self.status, self.message, self.trailing = code, status, message, trailing
+
+
+def rejected(exc: GatewayError) -> Rejected:
+    """The gRPC form of one of the HTTP gateway's errors: same message, same retry hints."""
+    trailing = [(name.decode(), value.decode()) for name, value in exc.headers]
+    if exc.retry_after:
+        trailing.append(("retry-after", exc.retry_after))
+    # Retrying does not load a deployment that failed to load: not UNAVAILABLE.
+    code = Code.FAILED_PRECONDITION if exc.code == "deployment_failed" else GRPC_CODES[exc.status]
+    return Rejected(code, exc.status, exc.message, tuple(trailing))
+
+
+def api_key(metadata) -> str:
+    authorization = x_api_key = None
+    for name, value in metadata or ():
+        if name == "authorization":
+            authorization = value
+        elif name == "x-api-key":
+            x_api_key = value.strip()
+    if authorization is None:
+        if x_api_key:
+            return x_api_key
+        raise Rejected(Code.UNAUTHENTICATED, 401, "Missing API key: send the metadata "
+                       "'authorization: Bearer <api key>' (or 'x-api-key: <api key>').")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Rejected(Code.UNAUTHENTICATED, 401, "Malformed authorization metadata: use 'Bearer <api key>'.")
+    return token
+
+
+# The protobuf wire format, as far as the gateway reads it ---------------------------------
+
+class WireError(ValueError):
+    pass
+
+
+def read_varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+        if shift >= 64:
+            raise WireError("varint too long")
+
+
+def encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def model_fields(message: bytes) -> tuple[str, str, list[tuple[int, int]]]:
+    """The model name (field 1) and version (field 2) of a KServe v2 message, and where each
+    field 1 lies: a parser keeps the last of repeated ones, so a rename replaces them all."""
+    name = version = b""
+    name_spans = []
+    position, end = 0, len(message)
+    try:
+        while position < end:
+            start = position
+            tag, position = read_varint(message, position)
+            number, wire_type = tag >> 3, tag & 7
+            if number == 0:
+                raise WireError("field number 0")
+            if wire_type == 2:
+                length, value = read_varint(message, position)
+                position = value + length
+                if number == 1:
+                    name = message[value:position]
+                    name_spans.append((start, position))
+                elif number == 2:
+                    version = message[value:position]
+            elif wire_type == 0:
+                _, position = read_varint(message, position)
+            elif wire_type == 1:
+                position += 8
+            elif wire_type == 5:
+                position += 4
+            else:
+                raise WireError(f"wire type {wire_type}")
+        if position != end:
+            raise WireError("the message is truncated")
+        return name.decode(), version.decode(), name_spans
+    except IndexError:
+        raise WireError("the message is truncated") from None
+    except UnicodeDecodeError:
+        raise WireError("the model name or version is not UTF-8") from None
+
+
+def renamed(message: bytes, name_spans: list[tuple[int, int]], name: str) -> bytes:
+    """The message with `name` as its field 1, in one copy."""
+    encoded = name.encode()
+    parts = [b"\x0a" + encode_varint(len(encoded)) + encoded]
+    view, position = memoryview(message), 0
+    for start, stop in name_spans:
+        parts.append(view[position:start])
+        position = stop
+    parts.append(view[position:])
+    return b"".join(parts)
+
+
+# The service ------------------------------------------------------------------------------
+
+def upstream_failure(exc: aio.AioRpcError, triton_model: str, name: str, version: str) -> Rejected:
+    """Translate a Triton error into what the caller can act on, in the caller's names
+    (the gRPC counterpart of gateway.app.upstream_failure)."""
+    code = exc.code()
+    message = (exc.details() or "").replace(triton_model, name)
+    if code == Code.NOT_FOUND:
+        return rejected(model_missing(name, version))
+    if "not ready" in message:
+        return rejected(not_ready(f"Deployment '{name}' is not ready: {message}"))
+    if code in CALLER_FAULTS:
+        return Rejected(code, 400, message)
+    if code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED):
+        return Rejected(code, 502, f"The inference server did not answer: {message}")
+    if message.startswith("Unable to parse"):
+        return Rejected(Code.INVALID_ARGUMENT, 400, f"The inference request is malformed: {message}")
+    return Rejected(Code.INTERNAL, 502, f"The inference server failed ({code.name}): {message}")
+
+
+def usage_event(admitted: Admitted, name: str, endpoint: str, status: int, started: float,
+                upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> list:
+    """The fields of HTTP's usage event (gateway.app.handle_model), for a gRPC request."""
+    return ["rid", admitted.request_id, "tenant", admitted.tenant, "key", admitted.key_id,
+            "dep", admitted.deployment_id, "name", name, "ver", admitted.model_version_id,
+            "proto", "grpc", "ep", endpoint, "status", str(status),
+            "lat", f"{(time.perf_counter() - started) * 1000:.3f}",
+            "up", f"{upstream_ms:.3f}" if upstream_ms is not None else "", "cus", str(compute_us),
+            "bin", str(bytes_in), "bout", str(bytes_out), "flags", admitted.flags, "ts", f"{time.time():.6f}"]
+
+
+class InferenceService(grpc.GenericRpcHandler):
+    def __init__(self, admission: Admission):
+        self.admission = admission
+        self.channels: dict[str, aio.Channel] = {}
+        self.upstream_calls: dict[tuple[str, str], aio.UnaryUnaryMultiCallable] = {}
+        # Completions awaiting Redis's reply once their response is out; kept from the GC.
+        self.confirming: set[asyncio.Task] = set()
+        unary = grpc.unary_unary_rpc_method_handler
+        self.handlers = {
+            f"/{SERVICE}/ServerLive": unary(self.server_live),
+            f"/{SERVICE}/ServerReady": unary(self.server_ready),
+            f"/{SERVICE}/ServerMetadata": unary(self.server_metadata),
+            f"/{SERVICE}/ModelInfer": unary(self.model_infer),
+            f"/{SERVICE}/ModelMetadata": unary(self.model_metadata),
+            f"/{SERVICE}/ModelReady": unary(self.model_ready),
+            f"/{SERVICE}/ModelStreamInfer": grpc.stream_stream_rpc_method_handler(self.model_stream_infer),
+        }
+
+    def service(self, handler_call_details):
+        method = handler_call_details.method
+        handler = self.handlers.get(method)
+        if handler is None and method.startswith(f"/{SERVICE}/"):
+            return grpc.unary_unary_rpc_method_handler(unsupported(method.rpartition("/")[2]))
+        return handler
+
+    async def server_live(self, request: bytes, context) -> bytes:
+        return LIVE
+
+    async def server_ready(self, request: bytes, context) -> bytes:
+        try:
+            await self.admission.ping()
+        except Unavailable:
+            return NOT_READY
+        return READY
+
+    async def server_metadata(self, request: bytes, context) -> bytes:
+        return SERVER
+
+    async def model_infer(self, request: bytes, context) -> bytes:
+        return await self.model_rpc("infer", request, context)
+
+    async def model_metadata(self, request: bytes, context) -> bytes:
+        return await self.model_rpc("metadata", request, context)
+
+    async def model_ready(self, request: bytes, context) -> bytes:
+        return await self.model_rpc("ready", request, context)
+
+    async def model_stream_infer(self, requests, context) -> None:
+        await context.abort(Code.UNIMPLEMENTED, "Streaming inference (ModelStreamInfer) is not served by this "
+                                                "gateway: send each request with ModelInfer.")
+
+    async def model_rpc(self, endpoint: str, request: bytes, context) -> bytes:
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        metadata = [("x-request-id", request_id)]
+        try:
+            raw_key = api_key(context.invocation_metadata())
+            try:
+                name, version, name_spans = model_fields(request)
+            except WireError as exc:
+                raise Rejected(Code.INVALID_ARGUMENT, 400, f"The request is not a valid {MODEL_RPCS[endpoint]} "
+                                                           f"message: {exc}.") from None
+            if not name:
+                raise Rejected(Code.INVALID_ARGUMENT, 400, "The request names no model.")
+            try:
+                admitted = await self.admission.admit(raw_key, name, len(request), request_id, endpoint == "infer")
+            except Refused as exc:
+                raise rejected(refusal(exc)) from None
+            except Unavailable as exc:
+                raise rejected(unavailable(exc)) from None
+        except Rejected as exc:
+            await context.send_initial_metadata(metadata)
+            await context.abort(exc.code, exc.message, exc.trailing)
+
+        # From here on the request is admitted and is metered whatever happens.
+        metadata += [(field.decode(), value.decode()) for field, value in admitted.rate_headers()]
+        if admitted.flags:
+            metadata.append(("x-quota-warning", admitted.flags))
+        status, response, upstream_ms, failure = 200, b"", None, None
+        try:
+            await context.send_initial_metadata(metadata)
+            response, upstream_ms = await self.forward(admitted, endpoint, name, version, request, name_spans)
+        except Rejected as exc:
+            status = exc.status
+            if endpoint == "ready" and status == 503:
+                response = MODEL_NOT_READY  # a question with a yes/no answer: not ready is "no"
+            else:
+                failure = exc
+        except asyncio.CancelledError:
+            # The caller gave up (cancelled, or its deadline passed): record that, release the leases.
+            event = usage_event(admitted, name, endpoint, 499, started, None, 0, len(request), 0)
+            try:
+                self.record(admitted, False, 0, event)
+            except Unavailable:
+                self.admission.abandon(admitted)
+            raise
+        except Exception:
+            # Still completed, or this process would renew the request's leases for ever.
+            log.exception("%s request %s failed in the gateway", MODEL_RPCS[endpoint], request_id)
+            status, failure = 500, Rejected(Code.INTERNAL, 500, f"The gateway failed on request {request_id}.")
+
+        billable = status == 200 and endpoint == "infer"
+        compute_us = int(upstream_ms * 1000) if billable else 0
+        bytes_out = len(failure.message.encode()) if failure else len(response)
+        event = usage_event(admitted, name, endpoint, status, started, upstream_ms, compute_us, len(request),
+                            bytes_out)
+        try:
+            await self.admission.ensure_connected()
+            self.record(admitted, billable, compute_us, event)
+        except Unavailable as exc:
+            # The usage cannot be recorded: the answer is withheld rather than given unmetered.
+            self.admission.abandon(admitted)
+            failure = rejected(unavailable(exc))
+        if failure is not None:
+            await context.abort(failure.code, failure.message, failure.trailing)
+        return response
+
+    def record(self, admitted: Admitted, billable: bool, compute_us: int, event: list) -> None:
+        """Write the completion now, before the handler returns and gRPC sends the response;
+        await Redis's reply in the background."""
+        written = self.admission.finish(admitted, billable, compute_us, event)
+        task = asyncio.ensure_future(self.admission.confirm(written, admitted, billable, compute_us, event))
+        self.confirming.add(task)
+        task.add_done_callback(self.confirming.discard)
+
+    async def forward(self, admitted: Admitted, endpoint: str, name: str, version: str, request: bytes,
+                      name_spans: list) -> tuple[bytes, float]:
+        """Send the request to the deployment's Triton server under Triton's name: the response
+        in the caller's name, and the milliseconds Triton took."""
+        try:
+            route_check(admitted, name)
+        except GatewayError as exc:
+            raise rejected(exc) from None
+        if not admitted.grpc_url:
+            raise Rejected(Code.FAILED_PRECONDITION, 502,
+                           f"Deployment '{name}' is served without a gRPC endpoint; use the HTTP API.")
+        call = self.upstream_call(admitted.grpc_url, endpoint)
+        upstream_started = time.perf_counter()
+        # A caller's own deadline cancels this handler, and with it the upstream call.
+        try:
+            response = await call(renamed(request, name_spans, admitted.triton_model),
+                                  timeout=config.UPSTREAM_TIMEOUT_S)
+        except aio.AioRpcError as exc:
+            raise upstream_failure(exc, admitted.triton_model, name, version) from None
+        upstream_ms = (time.perf_counter() - upstream_started) * 1000
+        if endpoint != "ready":
+            try:
+                response = renamed(response, model_fields(response)[2], name)
+            except WireError as exc:
+                raise Rejected(Code.INTERNAL, 502, f"The inference server's answer is malformed: {exc}.") from None
+        return response, upstream_ms
+
+    def upstream_call(self, target: str, endpoint: str) -> aio.UnaryUnaryMultiCallable:
+        call = self.upstream_calls.get((target, endpoint))
+        if call is None:
+            channel = self.channels.get(target)
+            if channel is None:
+                channel = self.channels[target] = aio.insecure_channel(target, options=UPSTREAM_OPTIONS)
+            call = self.upstream_calls[(target, endpoint)] = channel.unary_unary(f"/{SERVICE}/{MODEL_RPCS[endpoint]}")
+        return call
+
+
+def unsupported(rpc: str):
+    async def answer(request: bytes, context) -> None:
+        await context.abort(Code.UNIMPLEMENTED, f"{rpc} is not served by this gateway; it serves "
+                                                f"{', '.join(SERVED)}.")
+    return answer
+
+
+async def grpc_start(admission: Admission, host: str, port: int) -> aio.Server:
+    """Serve the KServe v2 gRPC protocol on host:port from this event loop."""
+    server = aio.server(options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers((InferenceService(admission),))
+    server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    await server.start()
+    return server
