@@ -15,15 +15,13 @@ from django.db import connection, transaction
 import redis
 
 from billing.models import QuotaAlert, UsageEvent
+from gateway.admission import EVENT_FIELDS
 from gateway.directory import USAGE_STREAM, redis_client
 from tenants.models import ApiKey
 
 log = logging.getLogger(__name__)
 
 GROUP = "metering"
-FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "status", "lat", "up", "cus", "cold", "bin", "bout",
-          "flags", "ts")
-
 
 def _ensure_group(r) -> None:
     try:
@@ -37,7 +35,16 @@ def _int_or_none(value: str | None) -> int | None:
     return int(value) if value not in (None, "", "0") else None
 
 
+def _unpack(fields: dict) -> dict:
+    """The gateway writes an event as one packed field "e" (gateway.admission.EVENT_FIELDS)."""
+    packed = fields.get("e")
+    if packed is None:
+        return fields
+    return dict(zip(EVENT_FIELDS, packed.split("\x1f")))
+
+
 def _row(fields: dict) -> UsageEvent | None:
+    fields = _unpack(fields)
     try:
         return UsageEvent(
             request_id=uuid.UUID(fields["rid"]),

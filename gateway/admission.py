@@ -29,6 +29,20 @@ ADMIT = Script((LUA / "admit.lua").read_text())
 FINISH = Script((LUA / "finish.lua").read_text())
 RENEW = Script((LUA / "renew.lua").read_text())
 KEY_PREFIX = "gw:key:"
+# A usage event is one stream field, "e": these values in this order, joined by \x1f.
+# (One packed field instead of sixteen pairs costs the gateway a tenth of the packing.)
+EVENT_FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "status", "lat", "up", "cus", "cold",
+                "bin", "bout", "flags", "ts")
+
+
+def usage_event(admitted: "Admitted", *, name: str, proto: str, endpoint: str, status: int, started: float,
+                upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
+    """The usage event of an admitted request (see EVENT_FIELDS), for HTTP and gRPC alike."""
+    return "\x1f".join((
+        admitted.request_id, admitted.tenant, admitted.key_id, admitted.deployment_id, name,
+        admitted.model_version_id, proto, endpoint, str(status), f"{(time.perf_counter() - started) * 1000:.3f}",
+        f"{upstream_ms:.3f}" if upstream_ms is not None else "", str(compute_us), "0", str(bytes_in),
+        str(bytes_out), admitted.flags, f"{time.time():.6f}"))
 
 
 class Refused(Exception):
@@ -51,7 +65,7 @@ class Admitted:
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags) = (v.decode() if isinstance(v, bytes) else v for v in reply)
+         self.scopes, self.flags) = reply
         self.request_id = request_id
         self.started = time.monotonic()
 
@@ -84,7 +98,7 @@ class Admission:
         except (RedisUnavailable, TimeoutError) as exc:
             raise Unavailable(str(exc) or "Redis did not answer in time") from None
         if reply[0] != 200:
-            raise Refused(reply[0], *(v.decode() for v in reply[1:]))
+            raise Refused(*reply)
         admitted = Admitted(reply, request_id)
         self.in_flight[request_id] = admitted
         return admitted
@@ -97,19 +111,19 @@ class Admission:
             except RedisUnavailable as exc:
                 raise Unavailable(str(exc)) from None
 
-    def finish(self, admitted: Admitted, billable: bool, compute_us: int, event: list) -> asyncio.Future:
+    def finish(self, admitted: Admitted, billable: bool, compute_us: int, event: str) -> asyncio.Future:
         """Write the completion now (no await); the returned future carries Redis's reply."""
         self.in_flight.pop(admitted.request_id, None)
         protocol = self.link.protocol
         if protocol is None:
             raise Unavailable("the connection to Redis is down")
-        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), *event)
+        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), event)
         return self.link.send_script(protocol, FINISH, (), args)
 
     async def confirm(self, waiter: asyncio.Future, admitted: Admitted, billable: bool, compute_us: int,
-                      event: list) -> None:
+                      event: str) -> None:
         """Await the completion's reply, after the response went out; log what could not be recorded."""
-        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), *event)
+        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), event)
         try:
             await self.link.script_reply(FINISH, (), args, waiter)
         except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:

@@ -16,13 +16,15 @@ Errors follow the KServe v2 protocol, `{"error": "<message>"}`, which every Trit
 client parses (tritonclient fails to format anything but a string there), plus a
 machine-readable `code` beside it (the portal API's codes)."""
 import json
+import logging
 import time
 import uuid
 
 from gateway import config
-from gateway.admission import Admission, Admitted, Refused, Unavailable
+from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
 from gateway.upstream import CONTENT_TYPE, HEADER_LENGTH, UpstreamError, UpstreamPool
 
+log = logging.getLogger("gateway")
 JSON_TYPE = b"application/json"
 MODELS_PREFIX = "/v2/models/"
 # Triton answers 500 to a request it cannot parse; these messages mark the caller's fault.
@@ -217,16 +219,18 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
     except GatewayError as exc:
         status, payload, error_headers = error_response(exc, request_id)
         headers += error_headers[1:]
+    except Exception:
+        # Still finished below: its leases are released and its usage recorded.
+        log.exception("request %s failed in the gateway", admitted.request_id)
+        status, payload, error_headers = error_response(
+            GatewayError(500, "internal_error", "The gateway failed on this request; retry it."), request_id)
+        headers += error_headers[1:]
     bytes_out = len(payload)
 
     billable = status == 200 and endpoint == "infer"
     compute_us = int(upstream_ms * 1000) if billable else 0
-    event = ["rid", admitted.request_id, "tenant", admitted.tenant, "key", admitted.key_id,
-             "dep", admitted.deployment_id, "name", name, "ver", admitted.model_version_id,
-             "proto", "http", "ep", endpoint, "status", str(status),
-             "lat", f"{(time.perf_counter() - started) * 1000:.3f}",
-             "up", f"{upstream_ms:.3f}" if upstream_ms is not None else "", "cus", str(compute_us),
-             "bin", str(len(body)), "bout", str(bytes_out), "flags", admitted.flags, "ts", f"{time.time():.6f}"]
+    event = usage_event(admitted, name=name, proto="http", endpoint=endpoint, status=status, started=started,
+                        upstream_ms=upstream_ms, compute_us=compute_us, bytes_in=len(body), bytes_out=bytes_out)
     try:
         await gateway.admission.ensure_connected()
     except Unavailable as exc:

@@ -1,15 +1,24 @@
-"""Benchmark of the gateway against Triton direct: `python -m gateway.bench`.
+"""Benchmark of the gateway against Triton direct: `python -m gateway.bench` (`make bench-gateway`).
 
 Starts its own Triton (`manage.py triton_serve --no-register`, free ports, a scratch
 repository holding the digits model), its own Redis server and its own gateway process,
-and writes one API key and one route straight into that Redis, which is all the gateway
-reads; nothing shared is touched. Then it runs the same closed-loop load against Triton and
-through the gateway: 1, 8 and 32 concurrent clients, JSON and binary tensors.
+and writes one API key, one route and limits at the tenant, deployment and key levels
+straight into that Redis, which is all the gateway reads; nothing shared is touched. The
+limits are set high enough never to refuse, so every request runs every check: auth, the
+payload cap, both monthly budgets, three GCRA rates and three concurrency leases, and is
+metered (its usage event is counted at the end). Then it runs the same closed-loop load
+against Triton and through the gateway: 1, 8 and 32 concurrent clients, HTTP with JSON
+tensors, HTTP with binary tensors, and gRPC.
 
-The load generator is a minimal HTTP/1.1 client on uvloop (pre-built requests, one
-keep-alive connection per client, responses framed by Content-Length) because it shares
-the machine's cores with Triton, the gateway and Redis: a heavier client would measure
-itself. Prints a table and, last, one line of JSON with the ratios and added latencies."""
+With --scaling it then starts gateways of 1 and 2 worker processes, compares their
+throughput at 32 clients, and checks that a key's rate limit stays exact when the
+processes share it.
+
+The load generators are minimal (pre-built requests; HTTP/1.1 on uvloop with one
+keep-alive connection per client; gRPC through grpc.aio with pre-serialized messages)
+because they share the machine's cores with Triton, the gateway and Redis: a heavier
+client would measure itself. Prints a table and, last, one line of JSON with the ratios
+and added latencies."""
 import argparse
 import asyncio
 import hashlib
@@ -30,7 +39,7 @@ from pathlib import Path
 import redis
 import uvloop
 
-from gateway.directory import KEY_PREFIX, ROUTE_PREFIX
+from gateway.directory import KEY_PREFIX, LIMITS_PREFIX, ROUTE_PREFIX, USAGE_STREAM
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_NAME = "digits"
@@ -111,42 +120,96 @@ class Connection(asyncio.Protocol):
             self.waiter.set_exception(exc)
 
 
-async def _client(port: int, request: bytes, measure_from: float, until: float, latencies: list, errors: list):
+async def _http_client(port: int, request: bytes):
+    """A coroutine factory: each call sends the request and returns the status."""
     loop = asyncio.get_running_loop()
     _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
-    try:
-        while True:
-            started = time.perf_counter()
-            if started >= until:
-                return
-            conn.waiter = loop.create_future()
-            conn.transport.write(request)
-            status = await conn.waiter
-            if started >= measure_from:
-                latencies.append(time.perf_counter() - started)
-                if status != 200:
-                    errors.append(status)
-    finally:
-        conn.transport.close()
+
+    async def call() -> int:
+        conn.waiter = loop.create_future()
+        conn.transport.write(request)
+        return await conn.waiter
+
+    return call, conn.transport.close
 
 
-async def _load(port: int, request: bytes, clients: int, seconds: float, warmup: float) -> dict:
+async def _grpc_client(target: str, model: bytes, request: bytes, metadata: tuple):
+    import grpc
+
+    channel = grpc.aio.insecure_channel(target)
+    infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+
+    async def call() -> int:
+        try:
+            await infer(request, metadata=metadata)
+            return 200
+        except grpc.aio.AioRpcError as exc:
+            return 1000 + exc.code().value[0]
+
+    async def close():
+        await channel.close()
+
+    return call, close
+
+
+async def _run_clients(make_client, clients: int, seconds: float, warmup: float) -> dict:
     latencies: list[float] = []
     errors: list[int] = []
+    sent = [0]
     measure_from = time.perf_counter() + warmup
     until = measure_from + seconds
-    await asyncio.gather(*(_client(port, request, measure_from, until, latencies, errors) for _ in range(clients)))
+
+    async def one():
+        call, close = await make_client()
+        try:
+            while (started := time.perf_counter()) < until:
+                status = await call()
+                sent[0] += 1
+                if started >= measure_from:
+                    latencies.append(time.perf_counter() - started)
+                    if status != 200:
+                        errors.append(status)
+        finally:
+            closed = close()
+            if asyncio.iscoroutine(closed):
+                await closed
+
+    await asyncio.gather(*(one() for _ in range(clients)))
     latencies.sort()
     n = len(latencies)
     return {
-        "requests": n, "errors": len(errors), "rps": n / seconds,
+        "requests": n, "sent": sent[0], "errors": len(errors), "statuses": sorted(set(errors)), "rps": n / seconds,
         "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
     }
 
 
-def run_load(port: int, request: bytes, clients: int, seconds: float, warmup: float) -> dict:
-    return uvloop.run(_load(port, request, clients, seconds, warmup))
+def run_load(make_client, clients: int, seconds: float, warmup: float) -> dict:
+    return uvloop.run(_run_clients(make_client, clients, seconds, warmup))
+
+
+def http_load(port: int, request: bytes):
+    return lambda: _http_client(port, request)
+
+
+def grpc_load(target: str, request: bytes, metadata: tuple = ()):
+    return lambda: _grpc_client(target, b"", request, metadata)
+
+
+def grpc_infer_request(model_name: str) -> bytes:
+    """A ModelInfer request for one digit, serialized once."""
+    from tritonclient.grpc import service_pb2
+
+    from graph_editor.samples import digits_dataset
+
+    features = digits_dataset()[0][:1].astype("float32")
+    request = service_pb2.ModelInferRequest(model_name=model_name)
+    tensor = request.inputs.add(name="X", datatype="FP32", shape=list(features.shape))
+    request.raw_input_contents.append(features.tobytes())
+    for name in ("label", "probabilities"):
+        request.outputs.add(name=name)
+    assert tensor.name == "X"
+    return request.SerializeToString()
 
 
 def build_request(port: int, path: str, body: bytes, json_size: int | None, api_key: str | None) -> bytes:
@@ -180,7 +243,7 @@ class Bench:
         self.gateway_workers = gateway_workers
         self.workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
         self.triton_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
-        self.gateway_port, self.redis_port = free_port(), free_port()
+        self.redis_port = free_port()
         self.procs: list[subprocess.Popen] = []
         self.api_key = "ik_bench_" + secrets.token_urlsafe(24)
         self.redis = redis.Redis(host="127.0.0.1", port=self.redis_port)
@@ -207,6 +270,16 @@ class Bench:
                     raise SystemExit(f"redis-server did not start\n{log.read_text()[-2000:]}") from None
                 time.sleep(0.05)
 
+    def start_gateway(self, workers: int) -> tuple[subprocess.Popen, int, int]:
+        """A gateway of `workers` processes: (process, HTTP port, gRPC port)."""
+        port, grpc_port = free_port(), free_port()
+        proc, log = self.spawn(f"gateway-{port}", [
+            sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
+            "--workers", str(workers),
+        ], {"REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"})
+        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
+        return proc, port, grpc_port
+
     def start(self) -> None:
         from graph_editor.onnx_inspect import inspect_onnx
         from graph_editor.samples import digits_classifier_onnx
@@ -219,10 +292,6 @@ class Bench:
             "--http-port", str(self.triton_port), "--grpc-port", str(self.grpc_port),
             "--metrics-port", str(self.metrics_port),
         ], {"TRITON_VAR_DIR": str(self.workdir / "triton"), "DJANGO_SETTINGS_MODULE": "portal.settings"})
-        gateway, gateway_log = self.spawn("gateway", [
-            sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
-            "--workers", str(self.gateway_workers),
-        ], {"REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"})
 
         onnx_path = self.workdir / "digits.onnx"
         onnx_path.write_bytes(digits_classifier_onnx())
@@ -234,13 +303,18 @@ class Bench:
         wait_ready(f"{self.triton_url}/v2/health/ready", triton, triton_log)
         model_load(self.triton_url, TRITON_NAME, timeout=120)
 
-        tenant_id = "900"
         self.redis.hset(KEY_PREFIX + hash_key(self.api_key), mapping={
-            "tenant_id": tenant_id, "key_id": "900", "scopes": "infer", "revoked": "0"})
-        self.redis.hset(f"{ROUTE_PREFIX}{tenant_id}:{PUBLIC_NAME}", mapping={
+            "tenant_id": "900", "key_id": "900", "scopes": "infer", "revoked": "0"})
+        self.redis.hset(f"{ROUTE_PREFIX}900:{PUBLIC_NAME}", mapping={
             "deployment_id": "900", "model_version_id": "900", "triton_model": TRITON_NAME, "state": "ready",
             "http_url": self.triton_url, "grpc_url": f"127.0.0.1:{self.grpc_port}", "error": ""})
-        wait_ready(f"http://127.0.0.1:{self.gateway_port}/v2/health/ready", gateway, gateway_log)
+        for scope in ("t:900", "d:900", "k:900"):
+            self.set_limits(scope, ALL_CHECKS_LIMITS)
+        _, self.gateway_port, self.gateway_grpc_port = self.start_gateway(self.gateway_workers)
+
+    def set_limits(self, scope: str, limits: dict) -> None:
+        self.redis.delete(LIMITS_PREFIX + scope)
+        self.redis.hset(LIMITS_PREFIX + scope, mapping=limits)
 
     @property
     def triton_url(self) -> str:
@@ -257,9 +331,20 @@ class Bench:
         if direct[0] != 200 or via[0] != 200:
             raise SystemExit(f"sanity check failed: direct {direct[0]} {direct[2][:300]!r}, "
                              f"gateway {via[0]} {via[2][:300]!r}")
+        if "ratelimit-policy" not in {k.lower() for k in via[1]}:
+            raise SystemExit("the gateway answered without rate-limit headers: are the limits in place?")
         expected = direct[2].replace(f'"{TRITON_NAME}"'.encode(), f'"{PUBLIC_NAME}"'.encode())
         if via[2] != expected:
             raise SystemExit(f"the gateway's answer differs from Triton's:\n{via[2][:300]!r}\n{expected[:300]!r}")
+
+    def check_metering(self, expected: int) -> int:
+        """Every request through the gateway left exactly one usage event."""
+        deadline = time.monotonic() + 5
+        while (recorded := self.redis.xlen(USAGE_STREAM)) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if recorded != expected:
+            raise SystemExit(f"metering lost or duplicated events: {recorded} recorded, {expected} expected")
+        return recorded
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -274,8 +359,42 @@ class Bench:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# Limits high enough never to refuse: every check runs, none decides.
+ALL_CHECKS_LIMITS = {"rate": "1000000000", "burst": "1000000000", "conc": "100000", "mreq": "1000000000000",
+                     "mreq_soft": "0", "mcs": "1000000000", "mcs_soft": "0", "payload": str(64 * 2**20)}
+
+
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def scaling(bench: Bench, args, body: bytes) -> dict:
+    """Throughput of 1 and 2 gateway processes at 32 clients, and a key rate shared by both."""
+    results = {}
+    request_for = {}
+    for workers in (1, 2):
+        proc, port, _ = bench.start_gateway(workers)
+        request_for[workers] = build_request(port, f"/v2/models/{PUBLIC_NAME}/infer", body, None, bench.api_key)
+        via = run_load(http_load(port, request_for[workers]), 32, args.seconds, args.warmup)
+        rate, burst, seconds = 400, 40, 5.0
+        bench.set_limits("k:900", {**ALL_CHECKS_LIMITS, "rate": str(rate), "burst": str(burst)})
+        bench.redis.delete("gw:rate:k:900")
+        limited = run_load(http_load(port, request_for[workers]), 32, seconds, 0)
+        bench.set_limits("k:900", ALL_CHECKS_LIMITS)
+        admitted = limited["requests"] - limited["errors"]
+        expected = burst + rate * seconds
+        results[workers] = {"rps": round(via["rps"], 1), "p50_ms": round(via["p50_ms"], 3),
+                            "rate_limit_admitted": admitted, "rate_limit_expected": expected,
+                            "rate_limit_error": round(admitted / expected - 1, 4),
+                            "sent": via["sent"] + limited["sent"]}
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    print(f"\n{'gateway processes':>17} | {'req/s at 32 clients':>19} {'p50 ms':>7} | "
+          f"{'key rate 400/s, burst 40, 5 s: admitted':>40} {'expected':>8} {'error':>7}")
+    for workers, row in results.items():
+        print(f"{workers:>17} | {row['rps']:>19.0f} {row['p50_ms']:>7.2f} | {row['rate_limit_admitted']:>40} "
+              f"{row['rate_limit_expected']:>8.0f} {row['rate_limit_error'] * 100:>6.2f}%")
+    return results
 
 
 def main() -> None:
@@ -284,6 +403,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each run")
     parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--protocols", default="json,binary,grpc", help="comma-separated: json, binary, grpc")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also compare 1 and 2 gateway processes and check a shared rate limit")
     parser.add_argument("--hold", action="store_true",
                         help="after the runs, keep the stack up until interrupted (for profiling)")
     args = parser.parse_args()
@@ -297,46 +419,62 @@ def main() -> None:
         bench.start()
         print(f"Triton :{bench.triton_port}, gateway :{bench.gateway_port} ({args.gateway_workers} worker(s)), "
               f"{os.cpu_count()} CPU cores shared by load generator, gateway, Triton and Redis; "
-              f"{args.seconds:g} s per run", flush=True)
+              f"{args.seconds:g} s per run; auth, quotas (tenant, deployment, key) and metering on", flush=True)
         rows = []
-        for encoding in ("json", "binary"):
-            body, json_size = infer_body(binary=encoding == "binary")
-            bench.check_same_answers(body, json_size)
-            direct_request = build_request(bench.triton_port, f"/v2/models/{TRITON_NAME}/infer", body, json_size, None)
-            gateway_request = build_request(bench.gateway_port, f"/v2/models/{PUBLIC_NAME}/infer", body, json_size,
-                                            bench.api_key)
+        sent = 0
+        for protocol in args.protocols.split(","):
+            if protocol == "grpc":
+                direct_load = grpc_load(f"127.0.0.1:{bench.grpc_port}", grpc_infer_request(TRITON_NAME))
+                gateway_load = grpc_load(f"127.0.0.1:{bench.gateway_grpc_port}", grpc_infer_request(PUBLIC_NAME),
+                                         (("authorization", f"Bearer {bench.api_key}"),))
+            else:
+                body, json_size = infer_body(binary=protocol == "binary")
+                bench.check_same_answers(body, json_size)
+                sent += 1
+                direct_load = http_load(bench.triton_port, build_request(
+                    bench.triton_port, f"/v2/models/{TRITON_NAME}/infer", body, json_size, None))
+                gateway_load = http_load(bench.gateway_port, build_request(
+                    bench.gateway_port, f"/v2/models/{PUBLIC_NAME}/infer", body, json_size, bench.api_key))
             for clients in levels:
-                direct = run_load(bench.triton_port, direct_request, clients, args.seconds, args.warmup)
-                via = run_load(bench.gateway_port, gateway_request, clients, args.seconds, args.warmup)
-                rows.append((encoding, clients, direct, via))
-        print_table(rows)
+                direct = run_load(direct_load, clients, args.seconds, args.warmup)
+                via = run_load(gateway_load, clients, args.seconds, args.warmup)
+                sent += via["sent"]
+                rows.append((protocol, clients, direct, via))
+        summary = print_table(rows)
+        summary["usage_events"] = bench.check_metering(sent)
+        print(f"usage events recorded: {summary['usage_events']} for {sent} gateway requests")
+        if args.scaling:
+            body, _ = infer_body(binary=False)
+            summary["scaling"] = scaling(bench, args, body)
         if args.hold:
             print(f"holding; gateway pids: {[p.pid for p in bench.procs]}; Ctrl-C to stop", flush=True)
             signal.pause()
+        print(json.dumps(summary, sort_keys=True))
     except KeyboardInterrupt:
         pass
     finally:
         bench.stop()
 
 
-def print_table(rows: list) -> None:
-    header = (f"{'encoding':8} {'clients':>7} | {'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
+def print_table(rows: list) -> dict:
+    header = (f"{'protocol':8} {'clients':>7} | {'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
               f"{'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} {'+p50 ms':>7} {'+p99 ms':>7} | errors")
     print(header)
     print("-" * len(header))
     summary = {}
-    for encoding, clients, direct, via in rows:
+    for protocol, clients, direct, via in rows:
         ratio = via["rps"] / direct["rps"] if direct["rps"] else float("nan")
         added_p50, added_p99 = via["p50_ms"] - direct["p50_ms"], via["p99_ms"] - direct["p99_ms"]
-        print(f"{encoding:8} {clients:>7} | {direct['rps']:>12.0f} {direct['p50_ms']:>7.2f} {direct['p99_ms']:>7.2f} | "
+        print(f"{protocol:8} {clients:>7} | {direct['rps']:>12.0f} {direct['p50_ms']:>7.2f} {direct['p99_ms']:>7.2f} | "
               f"{via['rps']:>13.0f} {via['p50_ms']:>7.2f} {via['p99_ms']:>7.2f} | "
-              f"{ratio:>5.2f} {added_p50:>7.2f} {added_p99:>7.2f} | {direct['errors']}/{via['errors']}")
-        summary[f"{encoding}_c{clients}"] = {
+              f"{ratio:>5.2f} {added_p50:>7.2f} {added_p99:>7.2f} | {direct['errors']}/{via['errors']}"
+              + (f" {direct['statuses'] or ''}{via['statuses'] or ''}" if direct["errors"] or via["errors"] else ""))
+        summary[f"{protocol}_c{clients}"] = {
             "direct_rps": round(direct["rps"], 1), "gateway_rps": round(via["rps"], 1), "ratio": round(ratio, 3),
             "added_p50_ms": round(added_p50, 3), "added_p99_ms": round(added_p99, 3),
             "errors": direct["errors"] + via["errors"],
         }
-    print(json.dumps(summary, sort_keys=True))
+    return summary
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from grpc import aio
 from tritonclient.grpc import service_pb2
 
 from gateway import config
-from gateway.admission import Admission, Admitted, Refused, Unavailable
+from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
 from gateway.app import SERVER_METADATA, GatewayError, model_missing, not_ready, refusal, route_check, unavailable
 
 log = logging.getLogger("gateway.grpc")
@@ -210,15 +210,11 @@ def upstream_failure(exc: aio.AioRpcError, triton_model: str, name: str, version
     return Rejected(Code.INTERNAL, 502, f"The inference server failed ({code.name}): {message}")
 
 
-def usage_event(admitted: Admitted, name: str, endpoint: str, status: int, started: float,
-                upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> list:
-    """The fields of HTTP's usage event (gateway.app.handle_model), for a gRPC request."""
-    return ["rid", admitted.request_id, "tenant", admitted.tenant, "key", admitted.key_id,
-            "dep", admitted.deployment_id, "name", name, "ver", admitted.model_version_id,
-            "proto", "grpc", "ep", endpoint, "status", str(status),
-            "lat", f"{(time.perf_counter() - started) * 1000:.3f}",
-            "up", f"{upstream_ms:.3f}" if upstream_ms is not None else "", "cus", str(compute_us),
-            "bin", str(bytes_in), "bout", str(bytes_out), "flags", admitted.flags, "ts", f"{time.time():.6f}"]
+def grpc_usage_event(admitted: Admitted, name: str, endpoint: str, status: int, started: float,
+                     upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
+    """HTTP's usage event (gateway.admission.usage_event), for a gRPC request."""
+    return usage_event(admitted, name=name, proto="grpc", endpoint=endpoint, status=status, started=started,
+                       upstream_ms=upstream_ms, compute_us=compute_us, bytes_in=bytes_in, bytes_out=bytes_out)
 
 
 class InferenceService(grpc.GenericRpcHandler):
@@ -311,7 +307,7 @@ class InferenceService(grpc.GenericRpcHandler):
                 failure = exc
         except asyncio.CancelledError:
             # The caller gave up (cancelled, or its deadline passed): record that, release the leases.
-            event = usage_event(admitted, name, endpoint, 499, started, None, 0, len(request), 0)
+            event = grpc_usage_event(admitted, name, endpoint, 499, started, None, 0, len(request), 0)
             try:
                 self.record(admitted, False, 0, event)
             except Unavailable:
@@ -325,7 +321,7 @@ class InferenceService(grpc.GenericRpcHandler):
         billable = status == 200 and endpoint == "infer"
         compute_us = int(upstream_ms * 1000) if billable else 0
         bytes_out = len(failure.message.encode()) if failure else len(response)
-        event = usage_event(admitted, name, endpoint, status, started, upstream_ms, compute_us, len(request),
+        event = grpc_usage_event(admitted, name, endpoint, status, started, upstream_ms, compute_us, len(request),
                             bytes_out)
         try:
             await self.admission.ensure_connected()
@@ -338,7 +334,7 @@ class InferenceService(grpc.GenericRpcHandler):
             await context.abort(failure.code, failure.message, failure.trailing)
         return response
 
-    def record(self, admitted: Admitted, billable: bool, compute_us: int, event: list) -> None:
+    def record(self, admitted: Admitted, billable: bool, compute_us: int, event: str) -> None:
         """Write the completion now, before the handler returns and gRPC sends the response;
         await Redis's reply in the background."""
         written = self.admission.finish(admitted, billable, compute_us, event)

@@ -35,7 +35,7 @@ class Script:
 class _Protocol(asyncio.Protocol):
     def __init__(self, link: "RedisLink"):
         self.link = link
-        self.reader = hiredis.Reader()
+        self.reader = hiredis.Reader(encoding="utf-8", errors="replace")
         self.transport: asyncio.Transport | None = None
         self.waiters: collections.deque = collections.deque()
 

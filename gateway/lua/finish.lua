@@ -6,7 +6,7 @@
 -- ARGV[2]  the leased scopes, comma-separated (from admit.lua)
 -- ARGV[3]  "1" when the request is billable (a successful inference)
 -- ARGV[4]  its compute time in microseconds
--- ARGV[5..] the usage event's field/value pairs
+-- ARGV[5]  the usage event, packed (gateway/admission.py EVENT_FIELDS)
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -30,4 +30,4 @@ for scope in string.gmatch(ARGV[2], '[^,]+') do
     redis.call('EXPIRE', used, 3456000)
   end
 end
-return redis.call('XADD', 'usage:events', '*', unpack(ARGV, 5))
+return redis.call('XADD', 'usage:events', '*', 'e', ARGV[5])
