@@ -17,7 +17,7 @@ export PORTAL_URL ?= http://127.0.0.1:$(or $(PORTAL_PORT),8000)
 export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
-.PHONY: help run test setup venv services frontend frontend-test migrate seed clean
+.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ run: setup migrate  ## Start the whole platform (portal, gateway, worker, beat, 
 	exec $(BIN)/honcho start
 
 test: setup frontend-test  ## Run the whole test suite (frontend unit tests, then pytest)
-	scripts/ensure_system.sh chromium
+	scripts/ensure_system.sh chromium redis
 	$(BIN)/pytest
 
 setup: venv services frontend  ## Install everything and make PostgreSQL and Redis available
@@ -62,6 +62,10 @@ migrate: venv services  ## Apply database migrations
 
 seed: migrate  ## Seed the demo tenant, model, deployment and key
 	$(BIN)/python manage.py seed_demo
+
+bench-gateway: venv  ## Gateway vs Triton direct: 1/8/32 clients, JSON, binary, gRPC; process scaling (BENCH_ARGS=...)
+	scripts/ensure_system.sh redis
+	$(BIN)/python -m gateway.bench --scaling $(BENCH_ARGS)
 
 
 clean:  ## Remove the venv, frontend dependencies and build, and local state (var/)

@@ -3,6 +3,7 @@
 #   venv      $PYTHON can create virtualenvs (Debian ships ensurepip in python3.X-venv)
 #   node      Node.js and npm for the frontend build
 #   chromium  Debian's Chromium for the browser tests (/usr/bin/chromium)
+#   redis     the redis-server binary (benchmarks and tests start private servers)
 set -euo pipefail
 python="${PYTHON:-python3}"
 missing=()
@@ -20,8 +21,11 @@ for what in "$@"; do
     chromium)
       [[ -x /usr/bin/chromium ]] || missing+=(chromium)
       ;;
+    redis)
+      command -v redis-server >/dev/null || missing+=(redis-server)
+      ;;
     *)
-      echo "ensure_system: unknown requirement '$what' (venv, node, chromium)" >&2
+      echo "ensure_system: unknown requirement '$what' (venv, node, chromium, redis)" >&2
       exit 2
       ;;
   esac
