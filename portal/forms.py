@@ -1,7 +1,7 @@
 """Forms parse what the browser sends; the services decide whether it is acceptable."""
 from django import forms
 
-from tenants.models import Scope
+from tenants.models import Hardware, Quota, Scope
 
 
 class ModelUploadForm(forms.Form):
@@ -18,6 +18,28 @@ class ModelUploadForm(forms.Form):
 class DeployForm(forms.Form):
     model_version = forms.IntegerField(min_value=1)
     name = forms.CharField(max_length=63, required=False)
+    # Empty: one CPU instance, and the batch size the service derives from the model.
+    instances = forms.IntegerField(min_value=1, max_value=32767, required=False)
+    hardware = forms.ChoiceField(choices=Hardware.choices, required=False)
+    max_batch_size = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False, label="Max batch size")
+
+
+class ScopeLimitsForm(forms.ModelForm):
+    """The limits of one deployment or API key; an empty field is no limit of its own.
+    Bound to a fresh Quota only so that the model's ranges are checked: the view saves
+    through the quota service, never through this form."""
+
+    class Meta:
+        model = Quota
+        # Pairs on the page: a rate and its burst, the two sizes, each budget and what happens when it runs out.
+        fields = ("rate_per_second", "rate_burst", "max_concurrency", "max_payload_bytes", "monthly_requests",
+                  "monthly_requests_enforcement", "monthly_compute_seconds", "monthly_compute_enforcement")
+        labels = {
+            "rate_per_second": "Requests per second", "rate_burst": "Burst", "max_concurrency": "In flight at once",
+            "monthly_requests": "Requests per month", "monthly_requests_enforcement": "When reached",
+            "monthly_compute_seconds": "Compute seconds per month", "monthly_compute_enforcement": "When reached",
+            "max_payload_bytes": "Largest request body (bytes)",
+        }
 
 
 class ApiKeyForm(forms.Form):

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import dashboard, deployments, keys, models, tenants, usage
+from portal.views import dashboard, deployments, keys, models, quotas, tenants, usage
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -16,5 +16,8 @@ urlpatterns = [
     path("keys/", keys.keys, name="keys"),
     path("keys/<int:key_id>/revoke/", keys.revoke, name="key-revoke"),
     path("usage/", usage.usage, name="usage"),
+    path("quotas/", quotas.quotas, name="quotas"),
+    path("quotas/deployment-limits/<int:deployment_id>/", quotas.deployment_limits, name="quota-deployment-limits"),
+    path("quotas/key-limits/<int:key_id>/", quotas.key_limits, name="quota-key-limits"),
     path("tenant/switch/", tenants.tenant_switch, name="tenant-switch"),
 ]
