@@ -60,12 +60,12 @@ class Unavailable(Exception):
 class Admitted:
     __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
                  "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
-                 "request_id", "started")
+                 "leased", "request_id", "started")
 
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags) = reply
+         self.scopes, self.flags, self.leased) = reply
         self.request_id = request_id
         self.started = time.monotonic()
 
@@ -112,18 +112,32 @@ class Admission:
                 raise Unavailable(str(exc)) from None
 
     def finish(self, admitted: Admitted, billable: bool, compute_us: int, event: str) -> asyncio.Future:
-        """Write the completion now (no await); the returned future carries Redis's reply."""
+        """Queue the completion; it is written with the others of this loop pass, when
+        `recorded()` resolves. The returned future carries Redis's reply."""
         self.in_flight.pop(admitted.request_id, None)
         protocol = self.link.protocol
         if protocol is None:
             raise Unavailable("the connection to Redis is down")
-        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), event)
-        return self.link.send_script(protocol, FINISH, (), args)
+        args = (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
+                event)
+        return self.link.send_script(protocol, FINISH, (), args, now=False)
+
+    async def recorded(self) -> None:
+        """Wait until the completions queued so far are written to Redis (the end of this
+        loop pass: one write carries every request's that ended in it)."""
+        protocol = self.link.protocol
+        if protocol is None:
+            raise Unavailable("the connection to Redis is down")
+        try:
+            await self.link.written(protocol)
+        except RedisUnavailable as exc:
+            raise Unavailable(str(exc)) from None
 
     async def confirm(self, waiter: asyncio.Future, admitted: Admitted, billable: bool, compute_us: int,
                       event: str) -> None:
         """Await the completion's reply, after the response went out; log what could not be recorded."""
-        args = (admitted.request_id, admitted.scopes, "1" if billable else "0", str(compute_us), event)
+        args = (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
+                event)
         try:
             await self.link.script_reply(FINISH, (), args, waiter)
         except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:
@@ -146,8 +160,8 @@ class Admission:
             cutoff = time.monotonic() - period
             args = []
             for admitted in list(self.in_flight.values()):
-                if admitted.started < cutoff:
-                    args += (admitted.scopes, admitted.request_id)
+                if admitted.started < cutoff and admitted.leased:
+                    args += (admitted.leased, admitted.request_id)
             if args:
                 try:
                     await self.link.run_script(RENEW, (), (self.lease_ms, *args))

@@ -39,11 +39,6 @@ class GatewayError(Exception):
         self.headers = headers or []
 
 
-class ResponseAborted(Exception):
-    """The response had started when its usage could not be recorded: the connection is
-    closed instead of finishing it, so the client sees no answer rather than an unmetered one."""
-
-
 def not_ready(message: str) -> GatewayError:
     return GatewayError(503, "not_ready", message, retry_after=config.RETRY_AFTER_S)
 
@@ -237,18 +232,17 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
         # The usage cannot be recorded: the answer is withheld rather than given unmetered.
         gateway.admission.abandon(admitted)
         raise unavailable(exc) from None
-    # The status line and headers go first; the usage record is written before the body,
-    # and nothing but the body's write separates the two, so a gateway killed at any
-    # moment has recorded every response a client received (and at most the one it was
-    # writing besides).
-    headers.append((b"content-length", str(bytes_out).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    # The usage record is written to Redis before the response (with the records of the
+    # other requests that ended in this loop pass, in one write): a gateway killed at any
+    # moment has recorded every response a client received, and at most the few it was
+    # writing besides.
     try:
         written = gateway.admission.finish(admitted, billable, compute_us, event)
-    except Unavailable:
+        await gateway.admission.recorded()
+    except Unavailable as exc:
         gateway.admission.abandon(admitted)
-        raise ResponseAborted() from None
-    await send({"type": "http.response.body", "body": payload})
+        raise unavailable(exc) from None
+    await send_response(send, status, payload, headers)
     await gateway.admission.confirm(written, admitted, billable, compute_us, event)
 
 

@@ -184,8 +184,32 @@ async def _run_clients(make_client, clients: int, seconds: float, warmup: float)
     }
 
 
-def run_load(make_client, clients: int, seconds: float, warmup: float) -> dict:
-    return uvloop.run(_run_clients(make_client, clients, seconds, warmup))
+def run_load(make_client, clients: int, seconds: float, warmup: float, sessions: dict | None = None) -> dict:
+    """Run the load; with `sessions` ({name: session id}), also the CPU each spent per
+    request (microseconds, whole run including warm-up)."""
+    before = {name: session_cpu_s(sid) for name, sid in (sessions or {}).items()}
+    result = uvloop.run(_run_clients(make_client, clients, seconds, warmup))
+    if sessions:
+        result["cpu_us"] = {name: round((session_cpu_s(sid) - before[name]) / max(result["sent"], 1) * 1e6, 1)
+                            for name, sid in sessions.items()}
+    return result
+
+
+def session_cpu_s(session: int) -> float:
+    """CPU seconds (user + system) of the live processes of a session."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # field 6 of stat, the session id
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def http_load(port: int, request: bytes):
@@ -245,6 +269,8 @@ class Bench:
         self.triton_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.redis_port = free_port()
         self.procs: list[subprocess.Popen] = []
+        # Session ids (each process is spawned in a session of its own) of the measured parts.
+        self.sessions: dict[str, int] = {}
         self.api_key = "ik_bench_" + secrets.token_urlsafe(24)
         self.redis = redis.Redis(host="127.0.0.1", port=self.redis_port)
 
@@ -253,6 +279,7 @@ class Bench:
         proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=log.open("wb"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
+        self.sessions.setdefault(name, proc.pid)
         return proc, log
 
     def start_redis(self) -> None:
@@ -273,7 +300,7 @@ class Bench:
     def start_gateway(self, workers: int) -> tuple[subprocess.Popen, int, int]:
         """A gateway of `workers` processes: (process, HTTP port, gRPC port)."""
         port, grpc_port = free_port(), free_port()
-        proc, log = self.spawn(f"gateway-{port}", [
+        proc, log = self.spawn("gateway" if not self.sessions.get("gateway") else f"gateway-{port}", [
             sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
             "--workers", str(workers),
         ], {"REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"})
@@ -435,12 +462,14 @@ def main() -> None:
                     bench.triton_port, f"/v2/models/{TRITON_NAME}/infer", body, json_size, None))
                 gateway_load = http_load(bench.gateway_port, build_request(
                     bench.gateway_port, f"/v2/models/{PUBLIC_NAME}/infer", body, json_size, bench.api_key))
+            measured = {name: bench.sessions[name] for name in ("triton", "gateway", "redis")}
             for clients in levels:
-                direct = run_load(direct_load, clients, args.seconds, args.warmup)
-                via = run_load(gateway_load, clients, args.seconds, args.warmup)
+                direct = run_load(direct_load, clients, args.seconds, args.warmup, measured)
+                via = run_load(gateway_load, clients, args.seconds, args.warmup, measured)
                 sent += via["sent"]
                 rows.append((protocol, clients, direct, via))
         summary = print_table(rows)
+        print_cpu(rows)
         summary["usage_events"] = bench.check_metering(sent)
         print(f"usage events recorded: {summary['usage_events']} for {sent} gateway requests")
         if args.scaling:
@@ -454,6 +483,17 @@ def main() -> None:
         pass
     finally:
         bench.stop()
+
+
+def print_cpu(rows: list) -> None:
+    """Where the machine's time goes: CPU per request of each process, at the highest load."""
+    top = max(clients for _, clients, _, _ in rows)
+    print(f"\nCPU per request at {top} clients, microseconds (Triton = tritonserver and its model process):")
+    print(f"{'protocol':8} | {'direct: Triton':>14} | {'gateway path: Triton':>20} {'gateway':>8} {'Redis':>6}")
+    for protocol, clients, direct, via in rows:
+        if clients == top:
+            print(f"{protocol:8} | {direct['cpu_us']['triton']:>14.0f} | {via['cpu_us']['triton']:>20.0f} "
+                  f"{via['cpu_us']['gateway']:>8.0f} {via['cpu_us']['redis']:>6.0f}")
 
 
 def print_table(rows: list) -> dict:
@@ -472,7 +512,8 @@ def print_table(rows: list) -> dict:
         summary[f"{protocol}_c{clients}"] = {
             "direct_rps": round(direct["rps"], 1), "gateway_rps": round(via["rps"], 1), "ratio": round(ratio, 3),
             "added_p50_ms": round(added_p50, 3), "added_p99_ms": round(added_p99, 3),
-            "errors": direct["errors"] + via["errors"],
+            "errors": direct["errors"] + via["errors"], "cpu_us_direct": direct.get("cpu_us"),
+            "cpu_us_gateway": via.get("cpu_us"),
         }
     return summary
 

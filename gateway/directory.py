@@ -94,6 +94,18 @@ def directory_put_limits(scope: str, mapping: dict) -> None:
     pipe.execute()
 
 
+def inflight_sweep() -> int:
+    """Drop the expired leases (of gateways that died holding them): the gateway no longer
+    counts them, this only reclaims their memory. Returns how many were dropped."""
+    r = redis_client()
+    seconds, micros = r.time()
+    now = seconds * 1_000_000 + micros
+    pipe = r.pipeline(transaction=False)
+    for name in r.scan_iter(match=f"{INFLIGHT_PREFIX}*", count=1000):
+        pipe.zremrangebyscore(name, "-inf", now)
+    return sum(pipe.execute())
+
+
 def directory_sync_all() -> dict:
     """Rewrite the whole projection from PostgreSQL; remove entries nothing backs."""
     from tenants.models import ApiKey
@@ -121,4 +133,4 @@ def directory_sync_all() -> dict:
         pipe.delete(name)
         pipe.hset(name, mapping=mapping)
     pipe.execute()
-    return {"entries": len(wanted), "removed": len(existing - wanted.keys())}
+    return {"entries": len(wanted), "removed": len(existing - wanted.keys()), "expired_leases": inflight_sweep()}

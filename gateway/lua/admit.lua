@@ -15,7 +15,7 @@
 --   payload          largest request body
 -- Monthly use lives in gw:use:<scope>:<yyyymm> (fields req, cus), written by finish.lua.
 --
--- Reply: {status, code, message, route fields..., headers..., leased scopes, flags}
+-- Reply: {status, code, message, route fields..., headers..., scopes, flags, leased scopes}
 -- Nothing is written unless the request is admitted; a refusal consumes nothing.
 
 local time = redis.call('TIME')
@@ -71,12 +71,20 @@ end
 
 -- Budgets. Requests in flight count against a request budget, so that concurrent requests
 -- cannot overshoot it.
-local inflight_key = {}
+-- A scope holds leases when something counts them: a concurrency limit, a request budget,
+-- or always for the tenant (its requests in flight are shown to it). Expired leases (of a
+-- gateway that died) are not counted; the control plane's sweep removes them.
+local now_s = string.format('%.0f', now)
+local inflight_key, leased = {}, {}
 for i, scope in ipairs(scopes) do
-  inflight_key[i] = 'gw:inflight:' .. scope
-  redis.call('ZREMRANGEBYSCORE', inflight_key[i], '-inf', string.format('%.0f', now))
-  inflight[i] = redis.call('ZCARD', inflight_key[i])
   local l = limits[i]
+  if i == 1 or l[3] or l[4] then
+    inflight_key[i] = 'gw:inflight:' .. scope
+    leased[#leased + 1] = scope
+    inflight[i] = redis.call('ZCOUNT', inflight_key[i], '(' .. now_s, '+inf')
+  else
+    inflight[i] = 0
+  end
   if is_infer and (l[4] or l[6]) then
     local used = redis.call('HMGET', 'gw:use:' .. scope .. ':' .. period, 'req', 'cus')
     local req, cus = tonumber(used[1] or '0'), tonumber(used[2] or '0')
@@ -156,8 +164,9 @@ for i, scope in ipairs(scopes) do
     redis.call('SET', 'gw:rate:' .. scope, string.format('%.0f', new_tat[i]), 'PX',
       string.format('%.0f', math.ceil((new_tat[i] - now) / 1000) + 1000))
   end
-  redis.call('ZADD', inflight_key[i], string.format('%.0f', now + lease_ttl), ARGV[3])
-  redis.call('PEXPIRE', inflight_key[i], string.format('%.0f', math.ceil(lease_ttl / 1000) * 2))
+  if inflight_key[i] then
+    redis.call('ZADD', inflight_key[i], string.format('%.0f', now + lease_ttl), ARGV[3])
+  end
 end
 
 local reset = ''
@@ -166,4 +175,4 @@ return {200, 'ok', '', tenant, key_id,
   route[1] or '', route[2] or '', route[3] or '', route[4] or '', route[5] or '', route[6] or '', route[7] or '',
   table.concat(policy, ', '), table.concat(state, ', '),
   tight_limit and tostring(tight_limit) or '', tight_remaining and tostring(tight_remaining) or '', reset,
-  table.concat(scopes, ','), table.concat(flags, ',')}
+  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ',')}

@@ -2,7 +2,7 @@
 -- leases of a gateway that died expire.
 --
 -- ARGV[1]  lease lifetime in milliseconds
--- ARGV[2], ARGV[3], ...  pairs of (leased scopes, comma-separated; request id)
+-- ARGV[2], ARGV[3], ...  pairs of (scopes holding its leases, comma-separated; request id)
 
 local time = redis.call('TIME')
 local expiry = string.format('%.0f', tonumber(time[1]) * 1000000 + tonumber(time[2]) + tonumber(ARGV[1]) * 1000)

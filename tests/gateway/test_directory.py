@@ -22,7 +22,7 @@ def test_sync_rebuilds_a_lost_projection_and_drops_what_nothing_backs(acme, digi
     result = directory_sync_all()
 
     # Two keys, one route, and the tenant's limits from the default plan.
-    assert result == {"entries": 4, "removed": 1}
+    assert result == {"entries": 4, "removed": 1, "expired_leases": 0}
     assert r.hgetall(limits_entry_name(f"t:{acme.pk}")) == {"rate": "200.0", "burst": "400", "conc": "64",
                                                           "payload": str(32 * 2**20)}
     assert r.hget(key_entry_name(hash_api_key(live_raw)), "revoked") == "0"

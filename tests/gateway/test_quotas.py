@@ -327,9 +327,9 @@ def _collect_request_ids(received: set, lock):
 
 
 def test_sigkill_of_a_gateway_mid_load_loses_and_doubles_no_usage(stack, acme, digits_deployment):
-    """Every response a client received is metered, once. The one request a gateway may be
-    writing at the instant it dies (its usage recorded, its body not yet written) is the only
-    row a client may not have seen; the test allows that one and checks it is such."""
+    """Every response a client received is metered, once. The requests a gateway was
+    answering at the instant it died (usage recorded, body not yet written) are the only rows
+    a client may not have seen: at most the requests in flight, and stamped at the kill."""
     api_key, raw = api_key_create(tenant=acme, label="load", scopes=["infer"])
     limit("tenant", acme, rate_per_second=100_000, rate_burst=100_000)
     proc, port = stack.gateway_start("gateway-killed")
@@ -350,7 +350,7 @@ def test_sigkill_of_a_gateway_mid_load_loses_and_doubles_no_usage(stack, acme, d
     assert len(metered) == len(rows)
     assert received <= metered
     unseen = [row for row in rows if str(row.request_id) not in received]
-    assert len(unseen) <= 1, [(r.status, r.occurred_at.timestamp() - killed_at[0]) for r in unseen]
+    assert len(unseen) <= 8, [(r.status, r.occurred_at.timestamp() - killed_at[0]) for r in unseen]
     for row in unseen:
         assert abs(row.occurred_at.timestamp() - killed_at[0]) < 0.5
 
