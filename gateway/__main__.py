@@ -1,8 +1,7 @@
 """Run the gateway: `python -m gateway --host 127.0.0.1 --port 8080 --grpc-port 8081 --workers 2`."""
 import argparse
+import logging
 import os
-
-import uvicorn
 
 
 def main() -> None:
@@ -11,18 +10,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", 8080)))
     parser.add_argument("--grpc-port", type=int, default=int(os.environ.get("GATEWAY_GRPC_PORT", 8081)),
                         help="KServe v2 gRPC port, shared by the worker processes (0: no gRPC)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", 1)))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", 1)),
+                        help="processes sharing the ports (SO_REUSEPORT)")
     args = parser.parse_args()
-    # The worker processes read their settings from the environment (gateway/config.py).
+    # Settings are read from the environment when the gateway's modules are imported (gateway/config.py).
     os.environ["GATEWAY_GRPC_HOST"] = args.host
     os.environ["GATEWAY_GRPC_PORT"] = str(args.grpc_port)
-    uvicorn.run(
-        "gateway.app:app", host=args.host, port=args.port, workers=args.workers, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_level=os.environ.get("GATEWAY_LOG_LEVEL", "warning"),
-        timeout_keep_alive=30, backlog=2048,
-        # Nothing here reads the client address or needs a Server header: skip the work.
-        proxy_headers=False, server_header=False,
-    )
+    logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "warning").upper(),
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    from gateway.server import serve
+
+    serve(args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

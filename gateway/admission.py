@@ -20,6 +20,8 @@ import logging
 import time
 from pathlib import Path
 
+import hiredis
+
 from gateway import config
 from gateway.redis_link import RedisLink, RedisReplyError, RedisUnavailable, Script
 
@@ -112,32 +114,50 @@ class Admission:
                 raise Unavailable(str(exc)) from None
 
     def finish(self, admitted: Admitted, billable: bool, compute_us: int, event: str) -> asyncio.Future:
-        """Queue the completion; it is written with the others of this loop pass, when
-        `recorded()` resolves. The returned future carries Redis's reply."""
+        """Write the completion now (no await); the returned future carries Redis's reply."""
         self.in_flight.pop(admitted.request_id, None)
         protocol = self.link.protocol
         if protocol is None:
             raise Unavailable("the connection to Redis is down")
-        args = (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
-                event)
-        return self.link.send_script(protocol, FINISH, (), args, now=False)
+        return self.link.send_script(protocol, FINISH, (), self._finish_args(admitted, billable, compute_us, event))
 
-    async def recorded(self) -> None:
-        """Wait until the completions queued so far are written to Redis (the end of this
-        loop pass: one write carries every request's that ended in it)."""
+    def finish_then(self, admitted: Admitted, billable: bool, compute_us: int, event: str, after) -> None:
+        """Queue the completion with the others of this loop pass; `after(True)` runs right
+        after their one write to Redis, in the same callback (that is where the response is
+        written), `after(False)` if it cannot be written. Redis's reply is checked later."""
+        self.in_flight.pop(admitted.request_id, None)
         protocol = self.link.protocol
         if protocol is None:
-            raise Unavailable("the connection to Redis is down")
-        try:
-            await self.link.written(protocol)
-        except RedisUnavailable as exc:
-            raise Unavailable(str(exc)) from None
+            after(False)
+            return
+        args = self._finish_args(admitted, billable, compute_us, event)
+        waiter = self.link.send_script(protocol, FINISH, (), args, now=False)
+        protocol.after_write.append(after)
+        waiter.add_done_callback(lambda done: self._check_reply(done, args))
+
+    @staticmethod
+    def _finish_args(admitted: Admitted, billable: bool, compute_us: int, event: str) -> tuple:
+        return (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
+                event)
+
+    def _check_reply(self, done: asyncio.Future, args: tuple) -> None:
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            log.error("usage event %s not confirmed by Redis: %s", args[0], done.exception())
+            return
+        reply = done.result()
+        if isinstance(reply, hiredis.ReplyError):
+            if str(reply).startswith("NOSCRIPT") and self.link.protocol is not None:
+                retry = self.link.send(self.link.protocol, ("EVAL", FINISH.source, 0, *args))
+                retry.add_done_callback(lambda again: self._check_reply(again, args))
+            else:
+                log.error("usage event %s not recorded: %s", args[0], reply)
 
     async def confirm(self, waiter: asyncio.Future, admitted: Admitted, billable: bool, compute_us: int,
                       event: str) -> None:
         """Await the completion's reply, after the response went out; log what could not be recorded."""
-        args = (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
-                event)
+        args = self._finish_args(admitted, billable, compute_us, event)
         try:
             await self.link.script_reply(FINISH, (), args, waiter)
         except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:

@@ -1,12 +1,14 @@
-"""The gateway: a lean ASGI data plane speaking the KServe v2 (Triton) HTTP protocol.
+"""The gateway: a lean data plane speaking the KServe v2 (Triton) HTTP protocol.
 
 Per request, one Redis round trip before forwarding and one after: `admit` authenticates
 the API key, resolves the tenant's deployment name and decides every quota at once;
 `finish` releases the request's leases, counts it against the budgets and appends its
 usage event (gateway/admission.py, gateway/lua/). The completion is written to Redis
 before the response is written to the client, so no answered request goes unmetered.
-Django is deliberately absent from this process: its request cycle costs 5x here.
-`python -m gateway.bench` measures this path against Triton direct.
+`process` is the request path; gateway/server.py serves it over HTTP/1.1 (`python -m
+gateway`), `app` over any ASGI server. Django is deliberately absent from this process:
+its request cycle costs 5x here. `python -m gateway.bench` measures this path against
+Triton direct.
 
 When Redis cannot be reached every request fails closed (503 with Retry-After): keys,
 routes and limits live there, and without it no usage could be recorded. The gateway
@@ -15,6 +17,7 @@ reconnects by itself when Redis is back.
 Errors follow the KServe v2 protocol, `{"error": "<message>"}`, which every Triton/KServe
 client parses (tritonclient fails to format anything but a string there), plus a
 machine-readable `code` beside it (the portal API's codes)."""
+import asyncio
 import json
 import logging
 import time
@@ -166,34 +169,57 @@ def error_response(exc: GatewayError, request_id: bytes) -> tuple[int, bytes, li
     return exc.status, body, headers
 
 
-async def health(path: str, send, request_id: bytes) -> None:
-    headers = [(b"content-type", JSON_TYPE), (b"x-request-id", request_id)]
-    if path == "/v2/health/ready":
-        try:
-            await gateway.admission.ping()
-        except Unavailable as exc:
-            raise unavailable(exc) from None
-    return await send_response(send, 200, b"", headers)
-
-
 SERVER_METADATA = json.dumps({
     "name": "inference-platform-gateway", "version": "1.0", "extensions": ["binary_tensor_data"],
 }).encode()
 
 
-async def handle_model(scope, receive, send, request_id: bytes) -> None:
+class Answer:
+    """A response, and for an admitted request what `finish` must record before it leaves."""
+
+    __slots__ = ("status", "headers", "body", "completion")
+
+    def __init__(self, status: int, headers: list, body: bytes, completion: tuple | None = None):
+        self.status, self.headers, self.body, self.completion = status, headers, body, completion
+
+
+def error_answer(exc: GatewayError, request_id: bytes) -> Answer:
+    status, body, headers = error_response(exc, request_id)
+    return Answer(status, headers, body)
+
+
+async def process(method: str, path: str, headers, body: bytes, request_id: bytes) -> Answer:
+    """One gateway request, whatever server carries it (gateway/server.py, or any ASGI
+    server through `app`); headers are (lower-case name, value) pairs."""
+    try:
+        if path.startswith(MODELS_PREFIX):
+            return await process_model(method, path, headers, body, request_id)
+        plain = [(b"x-request-id", request_id), (b"content-type", JSON_TYPE)]
+        if path == "/v2/health/live":
+            return Answer(200, plain, b"")
+        if path == "/v2/health/ready":
+            try:
+                await gateway.admission.ping()
+            except Unavailable as exc:
+                raise unavailable(exc) from None
+            return Answer(200, plain, b"")
+        if path == "/v2":
+            return Answer(200, plain, SERVER_METADATA)
+        raise GatewayError(404, "not_found", f"No such endpoint: {path}")
+    except GatewayError as exc:
+        return error_answer(exc, request_id)
+
+
+async def process_model(method: str, path: str, headers_in, body: bytes, request_id: bytes) -> Answer:
     started = time.perf_counter()
-    path = scope["path"]
     parsed = parse_model_path(path)
     if parsed is None:
         raise GatewayError(404, "not_found", f"No such endpoint: {path}")
     name, version, endpoint = parsed
-    method = scope["method"]
     if method != ("POST" if endpoint == "infer" else "GET"):
         raise GatewayError(405, "method_not_allowed", f"{method} is not allowed on {path}.")
 
-    raw_key, content_type, header_length = request_headers(scope["headers"])
-    body = await read_body(receive) if method == "POST" else b""
+    raw_key, content_type, header_length = request_headers(headers_in)
     try:
         admitted = await gateway.admission.admit(raw_key, name, len(body), request_id.decode(), endpoint == "infer")
     except Refused as exc:
@@ -202,7 +228,7 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
         raise unavailable(exc) from None
 
     # From here on the request is admitted and is metered whatever happens.
-    status, bytes_out, upstream_ms, payload = 500, 0, None, b""
+    status, upstream_ms, payload = 500, None, b""
     headers = [(b"x-request-id", request_id), *admitted.rate_headers()]
     if admitted.flags:
         headers.append((b"x-quota-warning", admitted.flags.encode()))
@@ -215,35 +241,24 @@ async def handle_model(scope, receive, send, request_id: bytes) -> None:
         status, payload, error_headers = error_response(exc, request_id)
         headers += error_headers[1:]
     except Exception:
-        # Still finished below: its leases are released and its usage recorded.
+        # Still finished: its leases are released and its usage recorded.
         log.exception("request %s failed in the gateway", admitted.request_id)
         status, payload, error_headers = error_response(
             GatewayError(500, "internal_error", "The gateway failed on this request; retry it."), request_id)
         headers += error_headers[1:]
-    bytes_out = len(payload)
 
     billable = status == 200 and endpoint == "infer"
     compute_us = int(upstream_ms * 1000) if billable else 0
     event = usage_event(admitted, name=name, proto="http", endpoint=endpoint, status=status, started=started,
-                        upstream_ms=upstream_ms, compute_us=compute_us, bytes_in=len(body), bytes_out=bytes_out)
-    try:
-        await gateway.admission.ensure_connected()
-    except Unavailable as exc:
-        # The usage cannot be recorded: the answer is withheld rather than given unmetered.
-        gateway.admission.abandon(admitted)
-        raise unavailable(exc) from None
-    # The usage record is written to Redis before the response (with the records of the
-    # other requests that ended in this loop pass, in one write): a gateway killed at any
-    # moment has recorded every response a client received, and at most the few it was
-    # writing besides.
-    try:
-        written = gateway.admission.finish(admitted, billable, compute_us, event)
-        await gateway.admission.recorded()
-    except Unavailable as exc:
-        gateway.admission.abandon(admitted)
-        raise unavailable(exc) from None
-    await send_response(send, status, payload, headers)
-    await gateway.admission.confirm(written, admitted, billable, compute_us, event)
+                        upstream_ms=upstream_ms, compute_us=compute_us, bytes_in=len(body), bytes_out=len(payload))
+    return Answer(status, headers, payload, (admitted, billable, compute_us, event))
+
+
+def unrecorded(answer: Answer, request_id: bytes) -> Answer:
+    """The usage of an answered request cannot be written: the answer is withheld rather
+    than given unmetered."""
+    gateway.admission.abandon(answer.completion[0])
+    return error_answer(unavailable(Exception("Redis is unreachable")), request_id)
 
 
 def route_check(admitted: Admitted, name: str) -> None:
@@ -356,20 +371,23 @@ async def lifespan(receive, send) -> None:
 
 
 async def app(scope, receive, send):
+    """The gateway as an ASGI application. `python -m gateway` serves `process` through its
+    own HTTP server (gateway/server.py), which writes each response in one system call
+    right after its usage record; this entry point serves the same requests on any ASGI
+    server."""
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
         return
     request_id = str(uuid.uuid4()).encode()
-    path = scope["path"]
     try:
-        if path.startswith(MODELS_PREFIX):
-            return await handle_model(scope, receive, send, request_id)
-        if path in ("/v2/health/live", "/v2/health/ready"):
-            return await health(path, send, request_id)
-        if path == "/v2":
-            return await send_response(send, 200, SERVER_METADATA,
-                                       [(b"content-type", JSON_TYPE), (b"x-request-id", request_id)])
-        raise GatewayError(404, "not_found", f"No such endpoint: {path}")
+        body = await read_body(receive) if scope["method"] == "POST" else b""
     except GatewayError as exc:
-        await send_response(send, *error_response(exc, request_id))
+        return await send_response(send, *error_response(exc, request_id))
+    answer = await process(scope["method"], scope["path"], scope["headers"], body, request_id)
+    if answer.completion is not None:
+        recorded = asyncio.get_running_loop().create_future()
+        gateway.admission.finish_then(*answer.completion, recorded.set_result)
+        if not await recorded:
+            answer = unrecorded(answer, request_id)
+    await send_response(send, answer.status, answer.body, answer.headers)

@@ -41,18 +41,18 @@ class _Protocol(asyncio.Protocol):
         # Commands held until the end of this pass of the event loop, to go out in one write.
         self.pending: list[bytes] = []
         self.flush_scheduled = False
-        # Futures resolved once the commands held so far have been written.
-        self.flush_waiters: list[asyncio.Future] = []
+        # Called with True right after the commands held so far are written (in the same
+        # callback, so nothing else runs between), or with False if the connection is lost.
+        self.after_write: list = []
 
     def flush(self) -> None:
         self.flush_scheduled = False
         if self.pending and self.transport is not None:
             self.transport.write(b"".join(self.pending))
         self.pending.clear()
-        waiters, self.flush_waiters = self.flush_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        callbacks, self.after_write = self.after_write, []
+        for callback in callbacks:
+            callback(True)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -69,10 +69,9 @@ class _Protocol(asyncio.Protocol):
         self.link._lost(self)
         self.pending.clear()
         error = RedisUnavailable(f"the connection to Redis was lost{f': {exc}' if exc else ''}")
-        for waiter in self.flush_waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
-        self.flush_waiters.clear()
+        callbacks, self.after_write = self.after_write, []
+        for callback in callbacks:
+            callback(False)
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -119,15 +118,6 @@ class RedisLink:
             if not protocol.flush_scheduled:
                 protocol.flush_scheduled = True
                 asyncio.get_running_loop().call_soon(protocol.flush)
-        return waiter
-
-    def written(self, protocol: _Protocol) -> asyncio.Future:
-        """A future resolved when the commands queued so far are written (this loop pass)."""
-        waiter = asyncio.get_running_loop().create_future()
-        if not protocol.pending:
-            waiter.set_result(None)
-            return waiter
-        protocol.flush_waiters.append(waiter)
         return waiter
 
     def send_script(self, protocol: _Protocol, script: Script, keys: tuple, args: tuple, *,
