@@ -1,5 +1,7 @@
 """One error type for everything a user can act on, rendered in one JSON shape
 ({"error": {"code": ..., "message": ...}}) by the REST API and the gateway alike."""
+from django.core.exceptions import ValidationError
+
 
 class PlatformError(Exception):
     status = 400
@@ -30,6 +32,14 @@ class Conflict(PlatformError):
 class QuotaExceeded(PlatformError):
     status = 403
     code = "quota_exceeded"
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A Django ValidationError (from a model's full_clean) as one readable sentence, field
+    names included, for a PlatformError."""
+    if hasattr(exc, "error_dict"):
+        return " ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+    return " ".join(exc.messages)
 
 
 def error_body(code: str, message: str) -> dict:

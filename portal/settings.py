@@ -133,6 +133,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for each choice set that several fields share (limits at every level).
+    "ENUM_NAME_OVERRIDES": {
+        "EnforcementEnum": "tenants.models.Enforcement.choices",
+        "HardwareEnum": "tenants.models.Hardware.choices",
+    },
 }
 
 # Model uploads.

@@ -2,8 +2,8 @@
 its owners put on their own deployments and keys, and the staff-only admin endpoints
 for plans, quotas at every level and a tenant's plan.
 
-Every change goes through tenants.quotas (directly or via tenants.quota_edits), so it is
-in force on the gateway once committed."""
+Every change goes through the services of tenants.quotas, so it is in force on the
+gateway once committed."""
 from django.db.models import Count
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, serializers, status
@@ -14,8 +14,8 @@ from rest_framework.views import APIView
 from portal.api_base import ErrorSerializer, TenantAPIView, with_errors
 from portal.errors import Conflict, NotFound
 from tenants.models import DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Hardware, Plan, Quota, QuotaLevel, Tenant
-from tenants.quota_edits import plan_save, quota_set_within_tenant, scope_limits
-from tenants.quotas import LIMIT_FIELDS, quota_clear, quota_effective, quota_overview, quota_set, tenant_plan_set
+from tenants.quotas import (LIMIT_FIELDS, plan_save, quota_clear, quota_effective, quota_overview, quota_set,
+                            quota_set_within_tenant, scope_limits, tenant_plan_set)
 from tenants.selectors import api_key_list
 from workers.models import Deployment
 from workers.selectors import deployment_get
@@ -96,6 +96,7 @@ class KeyQuotaSerializer(serializers.Serializer):
 
 class QuotaOverviewSerializer(serializers.Serializer):
     plan = serializers.CharField(allow_null=True, help_text="Slug of the tenant's plan")
+    plan_name = serializers.CharField(allow_null=True, help_text="Name of the tenant's plan")
     tenant = TenantQuotaSerializer()
     deployments = DeploymentQuotaSerializer(many=True, help_text="Active deployments")
     keys = KeyQuotaSerializer(many=True, help_text="Active API keys")

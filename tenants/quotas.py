@@ -1,5 +1,7 @@
 """Quotas: the limits set on plans, tenants, deployments and API keys, how they combine,
-the deploy-time checks of the control plane, and the projection the gateway enforces.
+the deploy-time checks of the control plane, and the projection the gateway enforces;
+the writes the Django admin, the REST API and the portal share (a plan and its limits, a
+tenant narrowing the limits of its own deployments and keys) go through quota_set.
 
 Resolution. A tenant's own value of a limit overrides its plan's; an empty value at both
 means no limit. Deployment and key limits count that deployment's or that key's requests
@@ -11,11 +13,12 @@ gateway/directory.py) as soon as the change commits; the gateway reads them on e
 admission, so a change is in force for the next request."""
 import math
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from gateway.directory import INFLIGHT_PREFIX, USE_PREFIX, directory_put_limits, redis_client
-from portal.errors import PlatformError, QuotaExceeded
+from portal.errors import NotFound, PlatformError, QuotaExceeded, validation_message
 from tenants.models import (DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Enforcement, Hardware, Plan, Quota, QuotaLevel,
                             Tenant)
 
@@ -28,6 +31,11 @@ ENFORCEMENT_OF = {"monthly_requests": "monthly_requests_enforcement",
                   "monthly_compute_seconds": "monthly_compute_enforcement"}
 # Runtime memory of one model instance beyond its weights (the runner process and its session).
 INSTANCE_OVERHEAD_MB = 64
+# The request-path limits that count something; the enforcement fields say only how a
+# budget is enforced, and the tenant's budget is enforced on top of its deployments' and
+# keys', whatever they say.
+CEILING_LIMITS = ("rate_per_second", "rate_burst", "max_concurrency", "monthly_requests", "monthly_compute_seconds",
+                  "max_payload_bytes")
 
 
 # ---- resolution -----------------------------------------------------------------------
@@ -167,18 +175,40 @@ def quota_set(*, level: str, target, values: dict) -> Quota:
     if lookup is None:
         raise PlatformError(f"Unknown quota level {level!r}.", code="invalid_limit")
     with transaction.atomic():
-        quota = Quota.objects.select_for_update().filter(**lookup).first()
-        if quota is None:
-            quota = Quota(level=level, **{k: v for k, v in lookup.items() if k != "level"})
-            if level in (QuotaLevel.DEPLOYMENT, QuotaLevel.KEY):
-                quota.tenant_id = target.tenant_id
+        quota = _quota_locked(level=level, target=target, lookup=lookup)
         for field, value in values.items():
             setattr(quota, field, value)
         if quota.rate_burst is not None and quota.rate_per_second is None:
             raise PlatformError("rate_burst needs rate_per_second.", code="invalid_limit")
-        quota.full_clean()
+        try:
+            quota.full_clean()
+        except ValidationError as exc:
+            # What the columns cannot hold, e.g. a limit beyond their range.
+            raise PlatformError(validation_message(exc), code="invalid_limit") from None
         quota.save()
         _on_commit_project(quota)
+    return quota
+
+
+def _quota_locked(*, level: str, target, lookup: dict) -> Quota:
+    """The target's quota row, locked until the transaction ends; created without limits
+    if it has none. Two first changes of one target both find no row: the second insert
+    waits for the first transaction and, once that commits, fails on the one-quota-per-
+    target constraint, so that change locks the committed row instead and applies on top."""
+    quota = Quota.objects.select_for_update().filter(**lookup).first()
+    if quota is not None:
+        return quota
+    quota = Quota(level=level, **{k: v for k, v in lookup.items() if k != "level"})
+    if level in (QuotaLevel.DEPLOYMENT, QuotaLevel.KEY):
+        quota.tenant_id = target.tenant_id
+    try:
+        with transaction.atomic():
+            quota.save()
+    except IntegrityError:
+        existing = Quota.objects.select_for_update().filter(**lookup).first()
+        if existing is None:
+            raise
+        return existing
     return quota
 
 
@@ -201,6 +231,73 @@ def tenant_plan_set(*, tenant: Tenant, plan: Plan | None) -> Tenant:
         tenant.save(update_fields=["plan"])
         tenant_limits_publish(tenant=tenant)
     return tenant
+
+
+def plan_save(*, plan: Plan, is_default: bool, limits: dict | None = None) -> Plan:
+    """Create or change a plan and, when given, its limits (only the given fields change).
+
+    Making a plan the default takes the flag from the previous default, and tenants
+    without a plan get the new default's limits; the default plan cannot simply stop
+    being the default, or those tenants would be left without limits."""
+    with transaction.atomic():
+        previous = Plan.objects.select_for_update().filter(is_default=True).first()
+        is_previous = previous is not None and previous.pk == plan.pk
+        if is_previous and not is_default:
+            raise PlatformError(f"{plan.name} is the default plan: make another plan the default instead.",
+                                code="invalid_plan")
+        moved = is_default and not is_previous
+        if moved and previous is not None:
+            Plan.objects.filter(pk=previous.pk).update(is_default=False)
+        plan.is_default = is_default
+        try:
+            plan.full_clean()
+        except ValidationError as exc:
+            raise PlatformError(validation_message(exc), code="invalid_plan") from None
+        plan.save()
+        # Every plan has its quota row, so that its limits can be listed and changed alike.
+        quota_set(level=QuotaLevel.PLAN, target=plan, values=limits or {})
+        if moved:
+            for tenant in Tenant.objects.filter(plan__isnull=True):
+                tenant_limits_publish(tenant=tenant)
+    return plan
+
+
+def _number(value) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,}"
+
+
+def tenant_ceilings(*, tenant: Tenant) -> dict:
+    """The tenant's request-path limits, which its own deployment and key limits may not
+    exceed; a rate without a burst allows one second's worth, as the gateway does."""
+    values = quota_effective(tenant=tenant)["values"]
+    ceilings = {field: values[field] for field in CEILING_LIMITS}
+    if ceilings["rate_per_second"] is not None and ceilings["rate_burst"] is None:
+        ceilings["rate_burst"] = max(1, math.floor(ceilings["rate_per_second"]))
+    return ceilings
+
+
+def quota_set_within_tenant(*, tenant: Tenant, target, values: dict) -> Quota:
+    """A tenant's own limits on one of its deployments or API keys. They may only be
+    tighter than (or equal to) the tenant's, which apply on top of them anyway: a tenant
+    narrows its limits here, it never raises them."""
+    level = QuotaLevel.KEY if isinstance(target, ApiKey) else QuotaLevel.DEPLOYMENT
+    if target.tenant_id != tenant.pk:
+        raise NotFound("No such deployment or API key in this tenant.")
+    ceilings = tenant_ceilings(tenant=tenant)
+    for field in CEILING_LIMITS:
+        value, ceiling = values.get(field), ceilings[field]
+        if (ceiling is not None and isinstance(value, int | float) and not isinstance(value, bool)
+                and value > ceiling):
+            raise PlatformError(f"{field} can be at most {_number(ceiling)}, your tenant's limit; asked for "
+                                f"{_number(value)}.", code="limit_above_tenant")
+    return quota_set(level=level, target=target, values=values)
+
+
+def scope_limits(*, target) -> dict:
+    """The request-path limits set on one deployment or API key (null: none of its own)."""
+    lookup = {"api_key": target} if isinstance(target, ApiKey) else {"deployment": target}
+    values = quota_values(Quota.objects.filter(**lookup).first())
+    return {field: values[field] for field in REQUEST_LIMITS}
 
 
 # ---- deploy-time checks ---------------------------------------------------------------
@@ -285,6 +382,7 @@ def quota_overview(*, tenant: Tenant) -> dict:
     request_fields = list(REQUEST_LIMITS)
     return {
         "plan": effective["plan"].slug if effective["plan"] else None,
+        "plan_name": effective["plan"].name if effective["plan"] else None,
         "tenant": {
             "limits": effective["values"], "source": effective["source"],
             "usage": {

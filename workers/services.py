@@ -6,12 +6,13 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from gateway.directory import directory_put_deployment
 from graph_editor.models import ModelVersion
-from portal.errors import Conflict, NotFound, PlatformError
+from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
 from tenants.quotas import quota_check_deployment
@@ -48,11 +49,12 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
                             code="invalid_name") from None
     if hardware not in ("cpu", "gpu"):
         raise PlatformError(f"Unknown hardware {hardware!r}: choose cpu or gpu.", code="invalid_hardware")
-    if not isinstance(instances, int) or instances < 1:
+    # bool is an int, but True is not a number of instances.
+    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
         raise PlatformError("instances must be a whole number of at least 1.", code="invalid_instances")
     if max_batch_size is None:
         max_batch_size = DEFAULT_MAX_BATCH_SIZE if version.has_batch_dim else 0
-    if not isinstance(max_batch_size, int) or max_batch_size < 0:
+    if not isinstance(max_batch_size, int) or isinstance(max_batch_size, bool) or max_batch_size < 0:
         raise PlatformError("max_batch_size must be a whole number, 0 or more.", code="invalid_batch_size")
     if max_batch_size and not version.has_batch_dim:
         raise PlatformError("This model has no batch dimension: its max_batch_size must be 0.",
@@ -62,11 +64,16 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         if Deployment.objects.for_tenant(tenant).filter(name=name).exclude(state=DeploymentState.UNDEPLOYED).exists():
             raise Conflict(f"A deployment named '{name}' already exists; undeploy it or choose another name.")
-        quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes, instances=instances, hardware=hardware,
-                               max_batch_size=max_batch_size)
         deployment = Deployment(tenant=tenant, name=name, model_version=version, instances=instances,
                                 hardware=hardware, max_batch_size=max_batch_size, created_by=actor)
-        deployment.full_clean()
+        # A request the columns cannot hold (e.g. more instances than they count) is a bad
+        # request, whatever the tenant's limits.
+        try:
+            deployment.full_clean()
+        except ValidationError as exc:
+            raise PlatformError(validation_message(exc), code="invalid_deployment") from None
+        quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes, instances=instances, hardware=hardware,
+                               max_batch_size=max_batch_size)
         deployment.save()
         _publish(deployment)
         transaction.on_commit(lambda: tasks.deployment_load.delay(deployment.pk))

@@ -9,8 +9,7 @@ from portal.errors import NotFound, PlatformError
 from portal.forms import ScopeLimitsForm
 from portal.views.access import tenant_page
 from tenants.models import REQUEST_LIMITS, Enforcement, Quota
-from tenants.quota_edits import quota_set_within_tenant
-from tenants.quotas import quota_overview, tenant_plan
+from tenants.quotas import quota_overview, quota_set_within_tenant
 from tenants.selectors import api_key_list
 from workers.selectors import deployment_get
 
@@ -113,7 +112,7 @@ def _page(request, *, failed: dict | None = None, status: int = 200):
         {"label": "Hardware", **limit("allowed_hardware", lambda kinds: ", ".join(k.upper() for k in kinds))},
     ]
     return render(request, "portal/quotas.html", {
-        "plan": tenant_plan(request.tenant),
+        "plan": overview["plan_name"],
         "meters": meters,
         "limits": other_limits,
         "deployment_rows": [_scope_row(d, f"d{d['id']}", can_manage, failed) for d in overview["deployments"]],

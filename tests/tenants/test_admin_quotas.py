@@ -6,8 +6,7 @@ import pytest
 from gateway.directory import redis_client
 from graph_editor.services import model_version_upload
 from tenants.models import Plan, Quota, Tenant
-from tenants.quota_edits import plan_save
-from tenants.quotas import quota_set
+from tenants.quotas import plan_save, quota_set
 from tenants.services import api_key_create
 from tests.tenants.test_api_quotas import standard  # noqa: F401
 from workers.models import Deployment, DeploymentState

@@ -79,3 +79,15 @@ def test_the_swagger_ui_renders_from_local_assets(alice):
     page = response.content.decode()
     assert "SwaggerUIBundle" in page and "/api/v1/schema/" in page
     assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
+
+
+def test_the_schema_builds_without_warnings_and_names_each_shared_choice_set_once():
+    from drf_spectacular.drainage import GENERATOR_STATS
+    from drf_spectacular.generators import SchemaGenerator
+
+    GENERATOR_STATS.reset()
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    assert not GENERATOR_STATS, dict(GENERATOR_STATS._warn_cache)
+    enums = {name for name in components if name.endswith("Enum")}
+    assert {"EnforcementEnum", "HardwareEnum"} <= enums
+    assert not {"MonthlyRequestsEnforcementEnum", "MonthlyComputeEnforcementEnum", "AllowedHardwareEnum"} & enums

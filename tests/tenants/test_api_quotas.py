@@ -8,8 +8,7 @@ from rest_framework.test import APIClient
 from gateway.directory import redis_client
 from graph_editor.services import model_version_upload
 from tenants.models import Plan, Quota
-from tenants.quota_edits import plan_save
-from tenants.quotas import plan_default
+from tenants.quotas import plan_default, plan_save
 from tenants.services import api_key_create, user_create
 from tests.api_helpers import key_client, session_client
 from workers.models import Deployment, DeploymentState
@@ -307,7 +306,7 @@ def test_owners_members_and_keys_read_the_overview(acme, alice, carol, objects, 
     response = client.get("/api/v1/quotas")
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["plan"] == "standard"
+    assert (body["plan"], body["plan_name"]) == ("standard", "Standard")
     assert body["tenant"]["limits"]["max_deployments"] == 20 and body["tenant"]["source"]["max_deployments"] == "plan"
     assert body["tenant"]["source"]["monthly_requests"] is None
     assert body["tenant"]["usage"] == {"requests": 12, "compute_seconds": 2.5, "in_flight": 0, "models": 1,

@@ -68,10 +68,13 @@ def test_without_settings_a_deployment_is_one_cpu_instance_batching_as_its_model
     ({"instances": 0}, "instances: Ensure this value is greater than or equal to 1."),
     ({"instances": "two"}, "instances: A valid integer is required."),
     ({"instances": 1.5}, "instances: A valid integer is required."),
+    ({"instances": True}, "instances: A valid integer is required."),
     ({"instances": 40000}, "instances: Ensure this value is less than or equal to 32767."),
     ({"hardware": "tpu"}, 'hardware: "tpu" is not a valid choice.'),
     ({"max_batch_size": -1}, "max_batch_size: Ensure this value is greater than or equal to 0."),
     ({"max_batch_size": "big"}, "max_batch_size: A valid integer is required."),
+    ({"max_batch_size": True}, "max_batch_size: A valid integer is required."),
+    ({"max_batch_size": 2**31}, "max_batch_size: Ensure this value is less than or equal to 2147483647."),
 ])
 def test_bad_settings_are_400_with_a_readable_message(acme, digits_version, choices, message):
     response = deploy(key_client(acme), digits_version["id"], **choices)

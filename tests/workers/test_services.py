@@ -8,8 +8,9 @@ import tritonclient.http as triton_http
 
 from gateway.directory import redis_client, route_entry_name
 from graph_editor.services import model_version_upload
-from portal.errors import Conflict, NotFound
+from portal.errors import Conflict, NotFound, PlatformError
 from workers.models import Deployment, DeploymentState, TritonServer
+from tests.tenants.test_api_quotas import standard  # noqa: F401
 from workers.services import deployment_create, deployment_undeploy
 from workers.triton.repository import config_pbtxt
 
@@ -141,3 +142,21 @@ def test_deploying_another_tenants_version_is_not_found(acme, globex, digits_onn
     with pytest.raises(NotFound):
         deployment_undeploy(tenant=globex, deployment_id=12345)
     assert not Deployment.objects.for_tenant(globex).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("choices, code, message", [
+    ({"instances": True}, "invalid_instances", "instances must be a whole number of at least 1."),
+    ({"max_batch_size": True}, "invalid_batch_size", "max_batch_size must be a whole number, 0 or more."),
+    # Beyond the columns, and beyond the plan's limits too: a bad request, not a quota refusal.
+    ({"instances": 40000}, "invalid_deployment", "instances: Ensure this value is less than or equal to 32767."),
+    ({"max_batch_size": 2**31}, "invalid_deployment",
+     "max_batch_size: Ensure this value is less than or equal to 2147483647."),
+])
+def test_settings_a_deployment_cannot_have_are_a_platform_error(acme, standard, digits_onnx,  # noqa: F811
+                                                                 choices, code, message):
+    version = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
+    with pytest.raises(PlatformError) as refused:
+        deployment_create(tenant=acme, model_version_id=version.pk, **choices)
+    assert (refused.value.status, refused.value.code, refused.value.message) == (400, code, message)
+    assert not Deployment.objects.for_tenant(acme).exists()
