@@ -4,11 +4,12 @@ from gateway.directory import (directory_sync_all, key_entry_name, limits_entry_
                                route_entry_name)
 from graph_editor.services import model_version_upload
 from tenants.services import api_key_create, api_key_revoke, hash_api_key
+from tests.tenants.test_api_quotas import standard  # noqa: F401
 from workers.models import Deployment, DeploymentState
 
 
 @pytest.mark.django_db(transaction=True)
-def test_sync_rebuilds_a_lost_projection_and_drops_what_nothing_backs(acme, digits_onnx):
+def test_sync_rebuilds_a_lost_projection_and_drops_what_nothing_backs(acme, digits_onnx, standard):
     live, live_raw = api_key_create(tenant=acme, label="live", scopes=["infer"])
     revoked, revoked_raw = api_key_create(tenant=acme, label="old", scopes=["infer"])
     api_key_revoke(tenant=acme, key_id=revoked.pk)
