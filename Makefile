@@ -17,7 +17,7 @@ export PORTAL_URL ?= http://127.0.0.1:$(or $(PORTAL_PORT),8000)
 export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
-.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway clean
+.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ seed: migrate  ## Seed the demo tenant, model, deployment and key
 bench-gateway: venv  ## Gateway vs Triton direct: 1/8/32 clients, JSON, binary, gRPC; process scaling (BENCH_ARGS=...)
 	scripts/ensure_system.sh redis
 	$(BIN)/python -m gateway.bench --scaling $(BENCH_ARGS)
+
+bench-keepalive: venv  ## Replay a trace through fixed and adaptive keep-alive (TRACE=dir, default the shared Azure 2019 day)
+	$(BIN)/python -m workers.keepalive_replay --trace $(or $(TRACE),../shared/traces/azure-functions-2019)
 
 
 clean:  ## Remove the venv, frontend dependencies and build, and local state (var/)
