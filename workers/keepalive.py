@@ -26,11 +26,13 @@ from typing import Literal, Protocol
 Action = Literal["load", "unload", "keep"]
 
 # Hybrid histogram parameters. HEAD, TAIL, the 10% margin, 1-minute bins over a
-# 4-hour range are the paper's. The paper calls a histogram representative when the
-# coefficient of variation of its bin counts is high; REPRESENTATIVE_CV is that
-# threshold (2, a peaked histogram: a flat one over 240 bins has a CV near
-# sqrt(240 / samples), below 2 from 60 samples on). MIN_SAMPLES and
-# OUT_OF_BOUNDS_SHARE are ours, see HybridHistogram.
+# 4-hour range are the paper's as we recall them (its section 4 text was not at hand
+# when this was written, only summaries of it). The paper calls a histogram
+# representative when the coefficient of variation of its bin counts is high;
+# REPRESENTATIVE_CV = 2 is our threshold: a histogram concentrated in a few bins is far
+# above it (one bin: sqrt(239)), a flat one over 240 bins sits near sqrt(240 / samples),
+# below 2 from 60 samples on. MIN_SAMPLES and OUT_OF_BOUNDS_SHARE are ours too, see
+# HybridHistogram.
 HISTOGRAM_RANGE_MINUTES = 240
 BIN_MINUTES = 1
 HEAD_PERCENTILE = 5
