@@ -11,7 +11,7 @@ things an ASGI server cannot do are why it exists (measured with `make bench-gat
 
 `serve(host, port, workers)` runs `workers` processes sharing the port (SO_REUSEPORT);
 SIGTERM or SIGINT stops accepting, lets requests in flight finish (up to 10 s), then
-closes the gateway's connections."""
+closes the gateway's connections. Keep-alive connections idle for GATEWAY_IDLE_TIMEOUT_S are closed."""
 import asyncio
 import logging
 import os
@@ -58,6 +58,8 @@ class HttpProtocol(asyncio.Protocol):
         self.size = 0
         self.too_large = False
         self.queue: list = []
+        self.expect_continue = False
+        self.last_active = 0.0
         self.busy = False
         self.closing = False
 
@@ -66,8 +68,10 @@ class HttpProtocol(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.connections.add(self)
+        self.last_active = asyncio.get_running_loop().time()
 
     def data_received(self, data):
+        self.last_active = asyncio.get_running_loop().time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -83,6 +87,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_begin(self):
         self.url, self.headers, self.body, self.size, self.too_large = b"", [], [], 0, False
+        self.expect_continue = False
 
     def on_url(self, url: bytes):
         self.url += url
@@ -91,6 +96,14 @@ class HttpProtocol(asyncio.Protocol):
         name = name.lower()
         if name in KEPT:
             self.headers.append((name, value))
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+
+    def on_headers_complete(self):
+        # curl, for one, waits a second for this before sending a body over 1 KiB.
+        if self.expect_continue:
+            self.expect_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes):
         self.size += len(body)
@@ -155,6 +168,7 @@ class HttpProtocol(asyncio.Protocol):
     def _write(self, data: bytes, keep_alive: bool) -> None:
         if self.closing:
             return
+        self.last_active = asyncio.get_running_loop().time()
         self.transport.write(data)
         if not keep_alive:
             self.closing = True
@@ -174,7 +188,9 @@ async def run_process(sock: socket.socket) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    sweeper = loop.create_task(close_idle(connections))
     await stop.wait()
+    sweeper.cancel()
     server.close()
     deadline = loop.time() + 10
     while any(c.busy for c in connections) and loop.time() < deadline:
@@ -182,6 +198,18 @@ async def run_process(sock: socket.socket) -> None:
     for connection in list(connections):
         connection.transport.close()
     await gateway.shutdown()
+
+
+async def close_idle(connections: set) -> None:
+    """Close keep-alive connections that have had nothing in progress for GATEWAY_IDLE_TIMEOUT_S."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(config.IDLE_TIMEOUT_S / 3)
+        cutoff = loop.time() - config.IDLE_TIMEOUT_S
+        for connection in list(connections):
+            if not connection.busy and not connection.queue and connection.last_active < cutoff:
+                connection.closing = True
+                connection.transport.close()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

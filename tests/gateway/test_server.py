@@ -105,3 +105,29 @@ def test_two_processes_share_the_port_and_stop_gracefully(stack, acme):
         upstream.close()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_expect_100_continue_is_answered_before_the_body(stack):
+    """curl sends bodies over 1 KiB only after `100 Continue` (or a second's wait)."""
+    body = b'{"inputs": []}'
+    with socket.create_connection(("127.0.0.1", stack.gateway_port), timeout=5) as conn:
+        conn.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert conn.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(body)
+        answer = conn.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 401 Unauthorized")
+
+
+def test_idle_keep_alive_connections_are_closed(stack):
+    proc, port = stack.gateway_start("gateway-idle", env={"GATEWAY_IDLE_TIMEOUT_S": "0.6"})
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200 OK")
+            started = time.monotonic()
+            assert conn.recv(65536) == b""  # closed by the gateway
+            assert 0.5 < time.monotonic() - started < 3
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
