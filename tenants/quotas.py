@@ -14,7 +14,7 @@ admission, so a change is in force for the next request."""
 import math
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from gateway.directory import INFLIGHT_PREFIX, USE_PREFIX, directory_put_limits, redis_client
@@ -104,9 +104,23 @@ def quota_gateway_limits_all() -> dict[str, dict]:
     return scopes
 
 
+# Publishers take this PostgreSQL advisory lock, platform-wide, while they read the committed
+# limits and write them to Redis: two changes committed close together then cannot publish
+# out of order (the later read always writes last). Publishing is rare: admin actions.
+PUBLISH_LOCK = 0x71756F74
+
+
 def _project(quota_level: str, *, plan=None, tenant=None, deployment_id=None, api_key_id=None) -> None:
     """Publish the limits a change affects (after commit)."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PUBLISH_LOCK])
+        _publish(quota_level, plan=plan, tenant=tenant, deployment_id=deployment_id, api_key_id=api_key_id)
+
+
+def _publish(quota_level: str, *, plan=None, tenant=None, deployment_id=None, api_key_id=None) -> None:
     if quota_level == QuotaLevel.PLAN:
+        plan = Plan.objects.filter(pk=plan.pk).first() or plan
         tenants = Tenant.objects.filter(plan=plan)
         if plan.is_default:
             tenants = Tenant.objects.filter(Q(plan=plan) | Q(plan__isnull=True))

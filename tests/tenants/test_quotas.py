@@ -102,3 +102,39 @@ def test_two_first_changes_of_one_target_both_succeed_on_one_row_and_the_last_wi
     [last] = [name for name, each in returned.items()
               if each.max_payload_bytes is not None and each.rate_per_second is not None]
     assert quota.max_concurrency == changes[last]["max_concurrency"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_publishing_waits_for_the_publish_lock_and_then_writes_the_latest_limits(acme):
+    """Publishers are serialised by an advisory lock, so a slow one cannot overwrite a
+    newer change in Redis: here another session holds the lock, the change waits for it."""
+    import psycopg
+    from django.conf import settings
+
+    from gateway.directory import redis_client
+    from tenants.quotas import PUBLISH_LOCK
+
+    api_key, _ = api_key_create(tenant=acme, label="k", scopes=["infer"])
+    db = settings.DATABASES["default"]
+    holder = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                             password=db["PASSWORD"] or None, dbname=db["NAME"], autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", [PUBLISH_LOCK])
+    done = threading.Event()
+
+    def change():
+        try:
+            quota_set(level="key", target=api_key, values={"rate_per_second": 5})
+        finally:
+            connection.close()
+            done.set()
+
+    threading.Thread(target=change).start()
+    try:
+        assert not done.wait(0.5), "the change published without the lock"
+        assert redis_client().hgetall(f"gw:lim:k:{api_key.pk}") == {}
+        assert Quota.objects.get(api_key=api_key).rate_per_second == 5  # committed, waiting to publish
+    finally:
+        holder.execute("SELECT pg_advisory_unlock(%s)", [PUBLISH_LOCK])
+        holder.close()
+    assert done.wait(5)
+    assert redis_client().hgetall(f"gw:lim:k:{api_key.pk}") == {"rate": "5.0"}
