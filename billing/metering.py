@@ -37,10 +37,7 @@ def _int_or_none(value: str | None) -> int | None:
 
 def _unpack(fields: dict) -> dict:
     """The gateway writes an event as one packed field "e" (gateway.admission.EVENT_FIELDS)."""
-    packed = fields.get("e")
-    if packed is None:
-        return fields
-    return dict(zip(EVENT_FIELDS, packed.split("\x1f")))
+    return dict(zip(EVENT_FIELDS, fields.get("e", "").split("\x1f")))
 
 
 def _row(fields: dict) -> UsageEvent | None:

@@ -6,8 +6,8 @@ GCRA rates, concurrency leases) with Redis's clock; see lua/admit.lua. Nothing i
 counted in this process, so limits stay exact across any number of gateway processes,
 and a change an admin makes is in force for the next request.
 
-`finish` releases the leases, adds the request to the monthly counters and appends its
-usage event to the stream, atomically (lua/finish.lua). It is written to Redis before
+`finish_then` releases the leases, adds the request to the monthly counters and appends
+its usage event to the stream, atomically (lua/finish.lua). It is written to Redis before
 the response is written to the client: a response never leaves without its usage event
 already on its way, so a gateway that dies loses no usage.
 
@@ -62,12 +62,12 @@ class Unavailable(Exception):
 class Admitted:
     __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
                  "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
-                 "leased", "request_id", "started")
+                 "leased", "period", "request_id", "started")
 
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags, self.leased) = reply
+         self.scopes, self.flags, self.leased, self.period) = reply
         self.request_id = request_id
         self.started = time.monotonic()
 
@@ -105,26 +105,12 @@ class Admission:
         self.in_flight[request_id] = admitted
         return admitted
 
-    async def ensure_connected(self) -> None:
-        """Reconnect before a finish if the connection broke during the request."""
-        if not self.link.connected:
-            try:
-                await self.link.ready_protocol()
-            except RedisUnavailable as exc:
-                raise Unavailable(str(exc)) from None
-
-    def finish(self, admitted: Admitted, billable: bool, compute_us: int, event: str) -> asyncio.Future:
-        """Write the completion now (no await); the returned future carries Redis's reply."""
-        self.in_flight.pop(admitted.request_id, None)
-        protocol = self.link.protocol
-        if protocol is None:
-            raise Unavailable("the connection to Redis is down")
-        return self.link.send_script(protocol, FINISH, (), self._finish_args(admitted, billable, compute_us, event))
-
     def finish_then(self, admitted: Admitted, billable: bool, compute_us: int, event: str, after) -> None:
         """Queue the completion with the others of this loop pass; `after(True)` runs right
         after their one write to Redis, in the same callback (that is where the response is
-        written), `after(False)` if it cannot be written. Redis's reply is checked later."""
+        written or released), `after(False)` if it cannot be written, and the answer is then
+        withheld. Redis's reply is checked later. Either way the request is no longer in
+        flight here: a completion that was not written leaves leases that expire."""
         self.in_flight.pop(admitted.request_id, None)
         protocol = self.link.protocol
         if protocol is None:
@@ -138,7 +124,7 @@ class Admission:
     @staticmethod
     def _finish_args(admitted: Admitted, billable: bool, compute_us: int, event: str) -> tuple:
         return (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
-                event)
+                admitted.period, event)
 
     def _check_reply(self, done: asyncio.Future, args: tuple) -> None:
         if done.cancelled():
@@ -153,19 +139,6 @@ class Admission:
                 retry.add_done_callback(lambda again: self._check_reply(again, args))
             else:
                 log.error("usage event %s not recorded: %s", args[0], reply)
-
-    async def confirm(self, waiter: asyncio.Future, admitted: Admitted, billable: bool, compute_us: int,
-                      event: str) -> None:
-        """Await the completion's reply, after the response went out; log what could not be recorded."""
-        args = self._finish_args(admitted, billable, compute_us, event)
-        try:
-            await self.link.script_reply(FINISH, (), args, waiter)
-        except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:
-            log.error("usage event %s not confirmed by Redis: %s", admitted.request_id, exc)
-
-    def abandon(self, admitted: Admitted) -> None:
-        """Forget a request whose completion cannot be written; its leases expire."""
-        self.in_flight.pop(admitted.request_id, None)
 
     async def ping(self) -> None:
         try:

@@ -254,10 +254,9 @@ async def process_model(method: str, path: str, headers_in, body: bytes, request
     return Answer(status, headers, payload, (admitted, billable, compute_us, event))
 
 
-def unrecorded(answer: Answer, request_id: bytes) -> Answer:
+def unrecorded(request_id: bytes) -> Answer:
     """The usage of an answered request cannot be written: the answer is withheld rather
     than given unmetered."""
-    gateway.admission.abandon(answer.completion[0])
     return error_answer(unavailable(Exception("Redis is unreachable")), request_id)
 
 
@@ -389,5 +388,5 @@ async def app(scope, receive, send):
         recorded = asyncio.get_running_loop().create_future()
         gateway.admission.finish_then(*answer.completion, recorded.set_result)
         if not await recorded:
-            answer = unrecorded(answer, request_id)
+            answer = unrecorded(request_id)
     await send_response(send, answer.status, answer.body, answer.headers)

@@ -133,7 +133,7 @@ async def _http_client(port: int, request: bytes):
     return call, conn.transport.close
 
 
-async def _grpc_client(target: str, model: bytes, request: bytes, metadata: tuple):
+async def _grpc_client(target: str, request: bytes, metadata: tuple):
     import grpc
 
     channel = grpc.aio.insecure_channel(target)
@@ -217,7 +217,7 @@ def http_load(port: int, request: bytes):
 
 
 def grpc_load(target: str, request: bytes, metadata: tuple = ()):
-    return lambda: _grpc_client(target, b"", request, metadata)
+    return lambda: _grpc_client(target, request, metadata)
 
 
 def grpc_infer_request(model_name: str) -> bytes:
@@ -228,11 +228,10 @@ def grpc_infer_request(model_name: str) -> bytes:
 
     features = digits_dataset()[0][:1].astype("float32")
     request = service_pb2.ModelInferRequest(model_name=model_name)
-    tensor = request.inputs.add(name="X", datatype="FP32", shape=list(features.shape))
+    request.inputs.add(name="X", datatype="FP32", shape=list(features.shape))
     request.raw_input_contents.append(features.tobytes())
     for name in ("label", "probabilities"):
         request.outputs.add(name=name)
-    assert tensor.name == "X"
     return request.SerializeToString()
 
 

@@ -26,7 +26,6 @@ ROUTE_PREFIX = "gw:route:"
 LIMITS_PREFIX = "gw:lim:"
 INFLIGHT_PREFIX = "gw:inflight:"
 USE_PREFIX = "gw:use:"
-RATE_PREFIX = "gw:rate:"
 USAGE_STREAM = "usage:events"
 
 _client: redis.Redis | None = None

@@ -222,8 +222,6 @@ class InferenceService(grpc.GenericRpcHandler):
         self.admission = admission
         self.channels: dict[str, aio.Channel] = {}
         self.upstream_calls: dict[tuple[str, str], aio.UnaryUnaryMultiCallable] = {}
-        # Completions awaiting Redis's reply once their response is out; kept from the GC.
-        self.confirming: set[asyncio.Task] = set()
         unary = grpc.unary_unary_rpc_method_handler
         self.handlers = {
             f"/{SERVICE}/ServerLive": unary(self.server_live),
@@ -308,10 +306,7 @@ class InferenceService(grpc.GenericRpcHandler):
         except asyncio.CancelledError:
             # The caller gave up (cancelled, or its deadline passed): record that, release the leases.
             event = grpc_usage_event(admitted, name, endpoint, 499, started, None, 0, len(request), 0)
-            try:
-                self.record(admitted, False, 0, event)
-            except Unavailable:
-                self.admission.abandon(admitted)
+            self.admission.finish_then(admitted, False, 0, event, lambda recorded: None)
             raise
         except Exception:
             # Still completed, or this process would renew the request's leases for ever.
@@ -323,24 +318,15 @@ class InferenceService(grpc.GenericRpcHandler):
         bytes_out = len(failure.message.encode()) if failure else len(response)
         event = grpc_usage_event(admitted, name, endpoint, status, started, upstream_ms, compute_us, len(request),
                             bytes_out)
-        try:
-            await self.admission.ensure_connected()
-            self.record(admitted, billable, compute_us, event)
-        except Unavailable as exc:
+        # The usage is written to Redis before the handler returns and gRPC sends the answer.
+        recorded = asyncio.get_running_loop().create_future()
+        self.admission.finish_then(admitted, billable, compute_us, event, recorded.set_result)
+        if not await recorded:
             # The usage cannot be recorded: the answer is withheld rather than given unmetered.
-            self.admission.abandon(admitted)
-            failure = rejected(unavailable(exc))
+            failure = rejected(unavailable(Exception("Redis is unreachable")))
         if failure is not None:
             await context.abort(failure.code, failure.message, failure.trailing)
         return response
-
-    def record(self, admitted: Admitted, billable: bool, compute_us: int, event: str) -> None:
-        """Write the completion now, before the handler returns and gRPC sends the response;
-        await Redis's reply in the background."""
-        written = self.admission.finish(admitted, billable, compute_us, event)
-        task = asyncio.ensure_future(self.admission.confirm(written, admitted, billable, compute_us, event))
-        self.confirming.add(task)
-        task.add_done_callback(self.confirming.discard)
 
     async def forward(self, admitted: Admitted, endpoint: str, name: str, version: str, request: bytes,
                       name_spans: list) -> tuple[bytes, float]:

@@ -86,10 +86,6 @@ class RedisLink:
         self.protocol: _Protocol | None = None
         self.connecting: asyncio.Future | None = None
 
-    @property
-    def connected(self) -> bool:
-        return self.protocol is not None
-
     async def call(self, *args):
         """Send one command and await its reply."""
         protocol = self.protocol or await self._connect()
@@ -125,21 +121,16 @@ class RedisLink:
         return self.send(protocol, ("EVALSHA", script.sha, len(keys), *keys, *args), now=now)
 
     async def run_script(self, script: Script, keys: tuple, args: tuple):
-        """Run a script; its command leaves with the others of this loop pass."""
+        """Run a script; its command leaves with the others of this loop pass. A Redis that
+        no longer has the script gets its body once."""
         protocol = self.protocol or await self._connect()
-        return await self.script_reply(script, keys, args, self.send_script(protocol, script, keys, args, now=False))
-
-    async def script_reply(self, script: Script, keys: tuple, args: tuple, waiter: asyncio.Future):
-        """Await a script's reply; reload the script once if Redis no longer has it."""
+        waiter = self.send_script(protocol, script, keys, args, now=False)
         reply = await asyncio.wait_for(waiter, self.command_timeout)
         if isinstance(reply, hiredis.ReplyError):
             if not str(reply).startswith("NOSCRIPT"):
                 raise RedisReplyError(str(reply))
             reply = await self.call("EVAL", script.source, len(keys), *keys, *args)
         return reply
-
-    async def ready_protocol(self) -> _Protocol:
-        return self.protocol or await self._connect()
 
     async def _connect(self) -> _Protocol:
         if self.connecting is None:

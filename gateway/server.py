@@ -157,7 +157,7 @@ class HttpProtocol(asyncio.Protocol):
         written = asyncio.get_running_loop().create_future()
 
         def after_record(recorded: bool) -> None:
-            final = answer if recorded else unrecorded(answer, request_id)
+            final = answer if recorded else unrecorded(request_id)
             self._write(response_bytes(final.status, final.headers, final.body, keep_alive), keep_alive)
             written.set_result(None)
 

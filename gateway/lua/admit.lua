@@ -15,7 +15,8 @@
 --   payload          largest request body
 -- Monthly use lives in gw:use:<scope>:<yyyymm> (fields req, cus), written by finish.lua.
 --
--- Reply: {status, code, message, route fields..., headers..., scopes, flags, leased scopes}
+-- Reply: {status, code, message, route fields..., headers..., scopes, flags, leased scopes,
+--         the month (yyyymm) whose budgets it counts against}
 -- Nothing is written unless the request is admitted; a refusal consumes nothing.
 
 local time = redis.call('TIME')
@@ -175,4 +176,4 @@ return {200, 'ok', '', tenant, key_id,
   route[1] or '', route[2] or '', route[3] or '', route[4] or '', route[5] or '', route[6] or '', route[7] or '',
   table.concat(policy, ', '), table.concat(state, ', '),
   tight_limit and tostring(tight_limit) or '', tight_remaining and tostring(tight_remaining) or '', reset,
-  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ',')}
+  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period}

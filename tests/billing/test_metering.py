@@ -5,19 +5,21 @@ import pytest
 
 from billing.metering import GROUP, consume
 from billing.models import UsageEvent
+from gateway.admission import EVENT_FIELDS
 from gateway.directory import USAGE_STREAM, redis_client
 from tenants.models import ApiKey
 from tenants.services import api_key_create
 
 
-def event(tenant, api_key, **overrides) -> dict:
+def event(owner, api_key, **overrides) -> dict:
+    """A stream entry as the gateway writes it: one packed field."""
     fields = {
-        "rid": str(uuid.uuid4()), "tenant": str(tenant.pk), "key": str(api_key.pk), "dep": "", "name": "digits",
-        "ver": "", "proto": "http", "ep": "infer", "status": "200", "lat": "1.5", "up": "1.1",
-        "bin": "300", "bout": "120", "ts": str(time.time()),
+        "rid": str(uuid.uuid4()), "tenant": str(owner.pk), "key": str(api_key.pk), "dep": "", "name": "digits",
+        "ver": "", "proto": "http", "ep": "infer", "status": "200", "lat": "1.5", "up": "1.1", "cus": "1100",
+        "cold": "0", "bin": "300", "bout": "120", "flags": "", "ts": str(time.time()),
     }
     fields.update(overrides)
-    return fields
+    return {"e": "\x1f".join(fields[name] for name in EVENT_FIELDS)}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -45,7 +47,8 @@ def test_stream_entries_become_usage_rows_once_and_leave_the_stream(acme):
 def test_malformed_entries_are_dropped_without_blocking_the_rest(acme):
     api_key, _ = api_key_create(tenant=acme, label="ci", scopes=["infer"])
     r = redis_client()
-    r.xadd(USAGE_STREAM, {"rid": "not-a-uuid", "tenant": str(acme.pk)})
+    r.xadd(USAGE_STREAM, {"e": "not-a-uuid\x1f" + str(acme.pk)})
+    r.xadd(USAGE_STREAM, {"rid": str(uuid.uuid4()), "tenant": str(acme.pk)})  # not the gateway's format
     r.xadd(USAGE_STREAM, event(acme, api_key))
     assert consume(once=True) == 1
     assert r.xlen(USAGE_STREAM) == 0
@@ -70,7 +73,7 @@ def test_events_referring_to_deleted_keys_or_deployments_are_kept_and_unknown_te
     api_key, _ = api_key_create(tenant=acme, label="ci", scopes=["infer"])
     r = redis_client()
     r.xadd(USAGE_STREAM, event(acme, api_key, key="999999", dep="888888", name="old-deployment"))
-    r.xadd(USAGE_STREAM, {**event(acme, api_key), "tenant": "777777"})
+    r.xadd(USAGE_STREAM, event(acme, api_key, tenant="777777"))
     assert consume(once=True) == 1
     [row] = UsageEvent.objects.for_tenant(acme)
     assert (row.api_key_id, row.deployment_id, row.deployment_name) == (None, None, "old-deployment")
