@@ -23,6 +23,7 @@ from pathlib import Path
 import hiredis
 
 from gateway import config
+from gateway.coldstart import WAKE_MARKER_MS
 from gateway.redis_link import RedisLink, RedisReplyError, RedisUnavailable, Script
 
 log = logging.getLogger("gateway.admission")
@@ -39,11 +40,12 @@ EVENT_FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "st
 
 def usage_event(admitted: "Admitted", *, name: str, proto: str, endpoint: str, status: int, started: float,
                 upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
-    """The usage event of an admitted request (see EVENT_FIELDS), for HTTP and gRPC alike."""
+    """The usage event of an admitted request (see EVENT_FIELDS), for HTTP and gRPC alike.
+    `cold` is "0", or the milliseconds the request was held for its deployment to load."""
     return "\x1f".join((
         admitted.request_id, admitted.tenant, admitted.key_id, admitted.deployment_id, name,
         admitted.model_version_id, proto, endpoint, str(status), f"{(time.perf_counter() - started) * 1000:.3f}",
-        f"{upstream_ms:.3f}" if upstream_ms is not None else "", str(compute_us), "0", str(bytes_in),
+        f"{upstream_ms:.3f}" if upstream_ms is not None else "", str(compute_us), admitted.cold_ms, str(bytes_in),
         str(bytes_out), admitted.flags, f"{time.time():.6f}"))
 
 
@@ -62,13 +64,14 @@ class Unavailable(Exception):
 class Admitted:
     __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
                  "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
-                 "leased", "period", "request_id", "started")
+                 "leased", "period", "wake", "request_id", "started", "cold_ms")
 
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags, self.leased, self.period) = reply
+         self.scopes, self.flags, self.leased, self.period, self.wake) = reply
         self.request_id = request_id
+        self.cold_ms = "0"
         self.started = time.monotonic()
 
     def rate_headers(self) -> list:
@@ -94,7 +97,7 @@ class Admission:
 
     async def admit(self, raw_key: str, name: str, body_size: int, request_id: str, infer: bool) -> Admitted:
         key_entry = KEY_PREFIX + hashlib.sha256(raw_key.encode()).hexdigest()
-        args = (name, str(body_size), request_id, self.lease_ms, "1" if infer else "0")
+        args = (name, str(body_size), request_id, self.lease_ms, "1" if infer else "0", str(WAKE_MARKER_MS))
         try:
             reply = await self.link.run_script(ADMIT, (key_entry,), args)
         except (RedisUnavailable, TimeoutError) as exc:
@@ -124,7 +127,7 @@ class Admission:
     @staticmethod
     def _finish_args(admitted: Admitted, billable: bool, compute_us: int, event: str) -> tuple:
         return (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
-                admitted.period, event)
+                admitted.period, event, admitted.deployment_id)
 
     def _check_reply(self, done: asyncio.Future, args: tuple) -> None:
         if done.cancelled():

@@ -25,6 +25,8 @@ import uuid
 
 from gateway import config
 from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
+from gateway.coldstart import WAKING_STATES, ColdStarts, HoldTimeout
+from gateway.redis_link import RedisReplyError, RedisUnavailable
 from gateway.upstream import CONTENT_TYPE, HEADER_LENGTH, UpstreamError, UpstreamPool
 
 log = logging.getLogger("gateway")
@@ -65,15 +67,45 @@ def refusal(exc: Refused) -> GatewayError:
     return GatewayError(exc.status, exc.code, exc.message, retry_after=retry_after, headers=headers)
 
 
+class Replicas:
+    """Which replica of a deployment gets a request: the one with the fewest requests
+    outstanding from this process. A server that refused a connection is skipped for
+    DOWN_S (the workers' health check takes it out of the routes within seconds)."""
+
+    DOWN_S = 3.0
+
+    def __init__(self):
+        self.outstanding: dict[str, int] = {}
+        self.down_until: dict[str, float] = {}
+
+    def pick(self, urls: str, exclude: str = "") -> str | None:
+        best, best_count = None, None
+        now = time.monotonic() if self.down_until else 0.0
+        for url in urls.split(" ") if " " in urls else (urls,):
+            if not url or url == exclude or (now and self.down_until.get(url, 0.0) > now):
+                continue
+            count = self.outstanding.get(url, 0)
+            if best_count is None or count < best_count:
+                best, best_count = url, count
+        return best
+
+    def down(self, url: str) -> None:
+        self.down_until[url] = time.monotonic() + self.DOWN_S
+
+
 class Gateway:
     def __init__(self):
         self.admission: Admission | None = None
         self.upstream: UpstreamPool | None = None
+        self.coldstarts: ColdStarts | None = None
+        self.replicas = Replicas()
         self.grpc = None
 
     async def startup(self) -> None:
         self.admission = Admission(config.REDIS_URL)
         self.admission.start()
+        self.coldstarts = ColdStarts(self.admission.link)
+        self.coldstarts.connect()
         self.upstream = UpstreamPool(timeout=config.UPSTREAM_TIMEOUT_S,
                                      connect_timeout=config.UPSTREAM_CONNECT_TIMEOUT_S)
         if config.GRPC_PORT:
@@ -268,14 +300,57 @@ def route_check(admitted: Admitted, name: str) -> None:
     if state == "failed":
         raise GatewayError(503, "deployment_failed", f"Deployment '{name}' failed to load: {admitted.error}")
     if state != "ready":
-        raise not_ready(f"Deployment '{name}' is {state or 'not ready'} (loading); retry shortly.")
+        raise not_ready(f"Deployment '{name}' is {state or 'not ready'}; retry shortly.")
+
+
+async def route_ready(admitted: Admitted, name: str) -> None:
+    """Hold a request to a cold (or loading) deployment until it is ready, for at most
+    COLD_START_TIMEOUT_S; then refuse what cannot be served (HTTP and gRPC alike)."""
+    if admitted.state in WAKING_STATES and admitted.deployment_id:
+        try:
+            held_ms = await gateway.coldstarts.hold(admitted, name)
+        except HoldTimeout:
+            raise GatewayError(503, "cold_start_timeout",
+                               f"Deployment '{name}' is still loading after {config.COLD_START_TIMEOUT_S:g} s; "
+                               "retry shortly.", retry_after=config.RETRY_AFTER_S) from None
+        except (RedisUnavailable, RedisReplyError, TimeoutError) as exc:
+            raise unavailable(Exception(str(exc) or "Redis did not answer in time")) from None
+        admitted.cold_ms = f"{held_ms:.1f}"
+    route_check(admitted, name)
+
+
+def server_unavailable(name: str) -> GatewayError:
+    return GatewayError(503, "server_unavailable", f"The inference server of deployment '{name}' is not answering; "
+                        "it is being replaced, retry shortly.", retry_after=config.RETRY_AFTER_S)
+
+
+async def send_upstream(admitted: Admitted, name: str, method: str, path: str, headers: bytes, body: bytes):
+    """Send to the replica with the fewest outstanding requests; a replica that cannot be
+    reached is skipped (another one is tried), and with none left the answer is a quick 503."""
+    replicas = gateway.replicas
+    tried = ""
+    for _ in range(2):
+        url = replicas.pick(admitted.http_url, exclude=tried)
+        if url is None:
+            raise server_unavailable(name)
+        replicas.outstanding[url] = replicas.outstanding.get(url, 0) + 1
+        try:
+            return await gateway.upstream.request(method, url, path, headers, body)
+        except UpstreamError as exc:
+            if not exc.unsent:
+                raise GatewayError(502, "upstream_error", f"The inference server did not answer: {exc}") from None
+            replicas.down(url)
+            tried = url
+        finally:
+            replicas.outstanding[url] -= 1
+    raise server_unavailable(name)
 
 
 async def forward(admitted: Admitted, name: str, version: str, endpoint: str, method: str, body: bytes,
                   content_type: bytes | None, header_length: bytes | None) -> tuple[list, float, bytes]:
     """Send the request to the deployment's Triton server: the response headers, the
     milliseconds Triton took, and the payload in the caller's names."""
-    route_check(admitted, name)
+    await route_ready(admitted, name)
     forwarded = b""
     if content_type is not None:
         forwarded = b"Content-Type: " + content_type + b"\r\n"
@@ -299,10 +374,11 @@ async def forward(admitted: Admitted, name: str, version: str, endpoint: str, me
     if endpoint != "metadata":
         upstream_path += "/" + endpoint
     upstream_started = time.perf_counter()
-    try:
-        upstream = await gateway.upstream.request(method, admitted.http_url, upstream_path, forwarded, body)
-    except UpstreamError as exc:
-        raise GatewayError(502, "upstream_error", f"The inference server did not answer: {exc}") from None
+    upstream = await send_upstream(admitted, name, method, upstream_path, forwarded, body)
+    if upstream.status != 200 and not version and await unloaded_meanwhile(admitted, name, upstream):
+        # Scaled to zero between admission and forwarding: held like any cold call, sent again.
+        upstream_started = time.perf_counter()
+        upstream = await send_upstream(admitted, name, method, upstream_path, forwarded, body)
     upstream_ms = (time.perf_counter() - upstream_started) * 1000
 
     if upstream.status != 200:
@@ -331,6 +407,21 @@ def upstream_failure(status: int, payload: bytes, triton_model: str, name: str, 
     if endpoint == "infer" and (message.startswith(TRITON_PARSE_ERRORS) or not infer_header_parses(body, header_length)):
         return GatewayError(400, "invalid_input", f"The inference request is malformed: {message}")
     return GatewayError(502, "upstream_error", f"The inference server failed ({status}): {message}")
+
+
+async def unloaded_meanwhile(admitted: Admitted, name: str, upstream) -> bool:
+    """Triton no longer has the model the route named: if the deployment went cold (or is
+    reloading) since admission, hold the request until it is back. True when it is."""
+    if upstream.status not in (400, 404, 503) or not any(
+            marker in upstream.body for marker in (b"unknown model", b"unavailable model", b"is not ready",
+                                                   b"not found")):
+        return False
+    admitted.state = "cold"
+    try:
+        await route_ready(admitted, name)
+    except GatewayError:
+        return False
+    return True
 
 
 def model_missing(name: str, version: str) -> GatewayError:

@@ -14,6 +14,8 @@ UPSTREAM_CONNECT_TIMEOUT_S = float(os.environ.get("GATEWAY_UPSTREAM_CONNECT_TIME
 # The platform-wide cap on a request body; plans, tenants, deployments and keys can set lower ones.
 MAX_BODY_BYTES = int(os.environ.get("GATEWAY_MAX_BODY_BYTES", str(64 * 1024 * 1024)))
 RETRY_AFTER_S = os.environ.get("GATEWAY_RETRY_AFTER_S", "2")
+# A call to a deployment that is scaled to zero is held this long while it loads, then 503.
+COLD_START_TIMEOUT_S = float(os.environ.get("GATEWAY_COLD_START_TIMEOUT_S", "30"))
 # A keep-alive connection with nothing in progress is closed after this many seconds.
 IDLE_TIMEOUT_S = float(os.environ.get("GATEWAY_IDLE_TIMEOUT_S", "30"))
 # KServe v2 gRPC, served by every worker process on the same port (SO_REUSEPORT); 0: off.

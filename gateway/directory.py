@@ -8,7 +8,8 @@ start-up, so a lost projection heals itself within seconds.
 Layout:
   gw:key:<sha256 of key>            hash  tenant_id, key_id, scopes, revoked
   gw:route:<tenant_id>:<name>       hash  deployment_id, model_version_id, triton_model,
-                                          state, http_url, grpc_url, error
+                                          state, http_url, grpc_url (of its ready replicas,
+                                          space-separated), error
   gw:lim:<scope>                    hash  the request-path limits of a scope (t:<tenant_id>,
                                           d:<deployment_id>, k:<key_id>), tenant ones resolved
                                           against the plan: rate, burst, conc, mreq, mreq_soft,
@@ -56,14 +57,14 @@ def api_key_entry(api_key) -> dict:
 
 
 def deployment_entry(deployment) -> dict:
-    server = deployment.server
+    servers = [replica.server for replica in deployment.replicas_ready() if replica.server.healthy]
     return {
         "deployment_id": deployment.pk,
         "model_version_id": deployment.model_version_id,
         "triton_model": deployment.triton_name,
         "state": deployment.state,
-        "http_url": server.http_url if server else "",
-        "grpc_url": server.grpc_url if server else "",
+        "http_url": " ".join(server.http_url for server in servers),
+        "grpc_url": " ".join(server.grpc_url for server in servers if server.grpc_url),
         "error": deployment.error[:500],
     }
 
@@ -115,7 +116,7 @@ def directory_sync_all() -> dict:
     wanted: dict[str, dict] = {}
     for key in ApiKey.unscoped.all():
         wanted[key_entry_name(key.secret_hash)] = api_key_entry(key)
-    for deployment in Deployment.unscoped.select_related("server").all():
+    for deployment in Deployment.unscoped.prefetch_related("replica_set__server").all():
         if deployment.is_routable:
             wanted[route_entry_name(deployment.tenant_id, deployment.name)] = deployment_entry(deployment)
     for scope, mapping in quota_gateway_limits_all().items():

@@ -30,7 +30,8 @@ from tritonclient.grpc import service_pb2
 
 from gateway import config
 from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
-from gateway.app import SERVER_METADATA, GatewayError, model_missing, not_ready, refusal, route_check, unavailable
+from gateway.app import (SERVER_METADATA, GatewayError, gateway, model_missing, not_ready, refusal, route_ready,
+                         server_unavailable, unavailable)
 
 log = logging.getLogger("gateway.grpc")
 SERVICE = "inference.GRPCInferenceService"
@@ -333,13 +334,16 @@ class InferenceService(grpc.GenericRpcHandler):
         """Send the request to the deployment's Triton server under Triton's name: the response
         in the caller's name, and the milliseconds Triton took."""
         try:
-            route_check(admitted, name)
+            await route_ready(admitted, name)
         except GatewayError as exc:
             raise rejected(exc) from None
         if not admitted.grpc_url:
             raise Rejected(Code.FAILED_PRECONDITION, 502,
                            f"Deployment '{name}' is served without a gRPC endpoint; use the HTTP API.")
-        call = self.upstream_call(admitted.grpc_url, endpoint)
+        target = gateway.replicas.pick(admitted.grpc_url)
+        if target is None:
+            raise rejected(server_unavailable(name))
+        call = self.upstream_call(target, endpoint)
         upstream_started = time.perf_counter()
         # A caller's own deadline cancels this handler, and with it the upstream call.
         try:

@@ -138,7 +138,7 @@ class UpstreamPool:
                 _, conn = await loop.create_connection(lambda: _Connection(idle), host, port)
         except (OSError, TimeoutError) as exc:
             raise UpstreamError(f"cannot connect to the inference server at {base_url}: "
-                                f"{exc or type(exc).__name__}") from None
+                                f"{exc or type(exc).__name__}", unsent=True) from None
         return conn
 
     async def request(self, method: str, base_url: str, path: str, headers: bytes = b"",

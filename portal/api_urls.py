@@ -19,7 +19,7 @@ from tenants.api_quotas import (
     QuotaOverviewView,
     TenantPlanView,
 )
-from workers.api import DeploymentDetailView, DeploymentListView
+from workers.api import DeploymentDetailView, DeploymentListView, DeploymentUnloadView
 
 urlpatterns = [
     path("tenant", TenantView.as_view(), name="api-tenant"),
@@ -32,6 +32,7 @@ urlpatterns = [
     path("versions/<int:version_id>", ModelVersionDetailView.as_view(), name="api-version"),
     path("deployments", DeploymentListView.as_view(), name="api-deployments"),
     path("deployments/<int:deployment_id>", DeploymentDetailView.as_view(), name="api-deployment"),
+    path("deployments/<int:deployment_id>/unload", DeploymentUnloadView.as_view(), name="api-deployment-unload"),
     path("deployments/<int:deployment_id>/limits", DeploymentLimitsView.as_view(), name="api-deployment-limits"),
     path("quotas", QuotaOverviewView.as_view(), name="api-quotas"),
     path("usage", UsageListView.as_view(), name="api-usage"),

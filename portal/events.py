@@ -20,7 +20,9 @@ def deployment_payload(deployment) -> dict:
         "state": deployment.state,
         "state_label": deployment.get_state_display(),
         "error": deployment.error,
-        "server": deployment.server.name if deployment.server_id else None,
+        "server": deployment.server.name if deployment.server else None,
+        "replicas": [r.server.name for r in deployment.replicas_ready()],
+        "instances": deployment.instances,
         "ready_at": deployment.ready_at.isoformat() if deployment.ready_at else None,
         "load_seconds": deployment.load_seconds,
     }

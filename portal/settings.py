@@ -149,6 +149,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Triton: where locally started servers keep their model repositories.
 TRITON_VAR_DIR = Path(os.environ.get("TRITON_VAR_DIR", VAR_DIR / "triton"))
 TRITON_LOAD_TIMEOUT_S = float(os.environ.get("TRITON_LOAD_TIMEOUT_S", 120))
+# The autoscaler (workers/autoscaler.py): how often it runs, how long a minute of the
+# keep-alive policies' clock lasts (60; a time-compressed trace replay shortens it), how
+# long lower demand must last before instances are removed, and how long a deployment
+# must have been idle before placement may evict it to make room.
+AUTOSCALE_INTERVAL_S = float(os.environ.get("AUTOSCALE_INTERVAL_S", 5))
+KEEPALIVE_MINUTE_S = float(os.environ.get("KEEPALIVE_MINUTE_S", 60))
+INSTANCES_DOWN_AFTER_S = float(os.environ.get("INSTANCES_DOWN_AFTER_S", 60))
+EVICT_MIN_IDLE_S = float(os.environ.get("EVICT_MIN_IDLE_S", 30))
 
 # Public URLs printed by the demo and shown in the portal.
 PORTAL_URL = os.environ.get("PORTAL_URL", "http://127.0.0.1:8000")

@@ -330,18 +330,27 @@ def quota_check_model_create(*, tenant: Tenant) -> None:
         raise QuotaExceeded(f"Your tenant may have at most {limit} models; delete one or ask for a higher limit.")
 
 
+def deployment_instances_reserved(deployment) -> int:
+    """The instances a deployment may run at most, over all its replicas: what its memory
+    is reserved for."""
+    return deployment.max_instances * deployment.replicas
+
+
 def quota_check_deployment(*, tenant: Tenant, size_bytes: int, instances: int, hardware: str, max_batch_size: int,
-                           exclude_deployment_id: int | None = None) -> None:
+                           exclude_deployment_id: int | None = None, max_instances: int | None = None) -> None:
     """Refuse a deployment (or a change of one) that the tenant's limits do not allow.
-    Call inside the transaction that writes it, after locking the tenant row."""
+    `instances` is the most it may run over all replicas (its memory reservation),
+    `max_instances` the most per replica (default `instances`). Call inside the
+    transaction that writes it, after locking the tenant row."""
     from workers.models import ACTIVE_STATES, Deployment
 
     limits = quota_effective(tenant=tenant)["values"]
     if limits["allowed_hardware"] is not None and hardware not in limits["allowed_hardware"]:
         raise QuotaExceeded(f"Your plan does not include {hardware.upper()} deployments "
                             f"(allowed: {', '.join(limits['allowed_hardware'])}).")
-    if limits["max_instances"] is not None and instances > limits["max_instances"]:
-        raise QuotaExceeded(f"At most {limits['max_instances']} instances per deployment; asked for {instances}.")
+    per_replica = instances if max_instances is None else max_instances
+    if limits["max_instances"] is not None and per_replica > limits["max_instances"]:
+        raise QuotaExceeded(f"At most {limits['max_instances']} instances per deployment; asked for {per_replica}.")
     if limits["max_batch_size"] is not None and max_batch_size > limits["max_batch_size"]:
         raise QuotaExceeded(f"The largest batch size allowed is {limits['max_batch_size']}; asked for "
                             f"{max_batch_size}.")
@@ -353,8 +362,8 @@ def quota_check_deployment(*, tenant: Tenant, size_bytes: int, instances: int, h
         raise QuotaExceeded(f"Your tenant may have at most {limits['max_deployments']} deployments; undeploy one "
                             "or ask for a higher limit.")
     if limits["max_model_memory_mb"] is not None:
-        used = sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes, instances=d.instances)
-                   for d in active)
+        used = sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
+                                            instances=deployment_instances_reserved(d)) for d in active)
         wanted = model_memory_estimate_mb(size_bytes=size_bytes, instances=instances)
         if used + wanted > limits["max_model_memory_mb"]:
             raise QuotaExceeded(f"This deployment needs about {wanted} MB; your tenant uses {used} MB of its "
@@ -404,7 +413,8 @@ def quota_overview(*, tenant: Tenant) -> dict:
                 "models": MLModel.objects.for_tenant(tenant).count(),
                 "deployments": len(deployments),
                 "model_memory_mb": sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
-                                                                instances=d.instances) for d in deployments),
+                                                                instances=deployment_instances_reserved(d))
+                                       for d in deployments),
             },
         },
         "deployments": [

@@ -1,47 +1,110 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from portal.api_base import ErrorSerializer, TenantAPIView, with_errors
 from tenants.models import Hardware
-from workers.models import Deployment
-from workers.selectors import deployment_get, deployment_list
-from workers.services import deployment_create, deployment_undeploy
+from workers.models import Deployment, KeepAlive
+from workers.selectors import coldstart_stats, deployment_get, deployment_list
+from workers.services import (deployment_create, deployment_scale_to_zero, deployment_settings_update,
+                              deployment_undeploy)
+
+
+class ReplicaSerializer(serializers.Serializer):
+    server = serializers.CharField(source="server.name")
+    state = serializers.CharField()
+    instances = serializers.IntegerField()
+    memory_mb = serializers.IntegerField(help_text="Estimated until loaded, then measured where the server is local")
+    loaded_at = serializers.DateTimeField(allow_null=True)
+    load_seconds = serializers.FloatField(allow_null=True, help_text="Triton's own load time")
+
+
+class ColdStartSerializer(serializers.Serializer):
+    requests = serializers.IntegerField(help_text="Metered inference requests")
+    cold_starts = serializers.IntegerField(help_text="Requests held while the deployment loaded from zero")
+    share = serializers.FloatField(help_text="cold_starts / requests")
+    p50_ms = serializers.FloatField(allow_null=True, help_text="Median time a cold request was held")
+    p99_ms = serializers.FloatField(allow_null=True)
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
     model_name = serializers.CharField(source="model_version.model.name")
     version = serializers.IntegerField(source="model_version.version")
-    server = serializers.CharField(source="server.name", default=None, allow_null=True,
-                                   help_text="The Triton server it is placed on, once placed")
+    server = serializers.SerializerMethodField(help_text="The Triton server of its first ready replica, if any")
+    placement = serializers.SerializerMethodField(help_text="Its replicas: where it is loaded (none when cold)")
     hardware = serializers.ChoiceField(choices=Hardware.choices, read_only=True)
     infer_url = serializers.SerializerMethodField(help_text="The gateway URL to call it (KServe v2 infer)")
+    cold_starts = serializers.SerializerMethodField()
 
     class Meta:
         model = Deployment
-        fields = ("id", "name", "model_version", "model_name", "version", "instances", "hardware", "max_batch_size",
-                  "state", "error", "server", "created_at", "updated_at", "ready_at", "load_seconds", "infer_url")
+        fields = ("id", "name", "model_version", "model_name", "version", "state", "error", "hardware",
+                  "instances", "min_instances", "max_instances", "replicas", "keepalive", "keepalive_idle_s",
+                  "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "memory_mb", "server",
+                  "placement", "created_at", "updated_at", "ready_at", "last_used_at", "load_seconds", "infer_url",
+                  "cold_starts")
         read_only_fields = fields
-        extra_kwargs = {"error": {"help_text": "Why it failed, or what it waits for"}}
+        extra_kwargs = {"error": {"help_text": "Why it failed, or what it waits for"},
+                        "instances": {"help_text": "Triton instances per replica now (the autoscaler moves it)"}}
+
+    def get_server(self, deployment) -> str | None:
+        server = deployment.server
+        return server.name if server else None
+
+    @extend_schema_field(ReplicaSerializer(many=True))
+    def get_placement(self, deployment):
+        return ReplicaSerializer(deployment.replica_set.all(), many=True).data
 
     def get_infer_url(self, deployment) -> str:
         return f"{settings.GATEWAY_URL}/v2/models/{deployment.name}/infer"
 
+    @extend_schema_field(ColdStartSerializer)
+    def get_cold_starts(self, deployment):
+        stats = self.context.get("cold_starts")
+        if stats is None:
+            stats = coldstart_stats(tenant=deployment.tenant, deployment_ids=[deployment.pk])
+        return stats.get(deployment.pk)
 
-class DeploymentCreateSerializer(serializers.Serializer):
-    model_version = serializers.IntegerField(help_text="Id of one of your model versions")
-    name = serializers.CharField(required=False, allow_blank=True, default="",
-                                 help_text="Name clients use in the gateway URL; defaults to the model name")
-    instances = serializers.IntegerField(min_value=1, max_value=32767, default=1,
-                                         help_text="Triton model instances serving it (your plan sets the most)")
-    hardware = serializers.ChoiceField(choices=Hardware.choices, default=Hardware.CPU,
-                                       help_text="Where it runs; your plan says which hardware it includes")
+
+def serialized(deployments, *, many: bool = False):
+    items = list(deployments) if many else [deployments]
+    stats = coldstart_stats(tenant=items[0].tenant, deployment_ids=[d.pk for d in items]) if items else {}
+    return DeploymentSerializer(deployments, many=many, context={"cold_starts": stats}).data
+
+
+class ScalingSerializer(serializers.Serializer):
+    """Scaling and batching settings; each one left out keeps its value (or its default)."""
+
+    min_instances = serializers.IntegerField(min_value=0, max_value=32767, required=False,
+                                             help_text="0 scales to zero when idle; 1 or more stays warm")
+    max_instances = serializers.IntegerField(min_value=1, max_value=32767, required=False,
+                                             help_text="Most Triton instances per replica under load")
+    replicas = serializers.IntegerField(min_value=1, max_value=16, required=False,
+                                        help_text="Triton servers it runs on while warm")
+    keepalive = serializers.ChoiceField(choices=KeepAlive.choices, required=False,
+                                        help_text="adaptive: per-deployment idle-time histogram with pre-warm; "
+                                                  "fixed: keepalive_idle_s after the last call")
+    keepalive_idle_s = serializers.IntegerField(min_value=1, max_value=7 * 24 * 3600, required=False)
     max_batch_size = serializers.IntegerField(
         min_value=0, max_value=2**31 - 1, required=False, allow_null=True,
         help_text="Largest batch the dynamic batcher forms; by default 64 for models with a batch dimension and 0 "
                   "(no batching) for models without one, which cannot batch",
     )
+    max_queue_delay_us = serializers.IntegerField(min_value=0, max_value=10_000_000, required=False)
+    preferred_batch_sizes = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
+                                                  max_length=32)
+
+
+class DeploymentCreateSerializer(ScalingSerializer):
+    model_version = serializers.IntegerField(help_text="Id of one of your model versions")
+    name = serializers.CharField(required=False, allow_blank=True, default="",
+                                 help_text="Name clients use in the gateway URL; defaults to the model name")
+    instances = serializers.IntegerField(min_value=1, max_value=32767, required=False,
+                                         help_text="Triton instances to start with (default max(1, min_instances)); "
+                                                   "max_instances defaults to it. Your plan sets the most")
+    hardware = serializers.ChoiceField(choices=Hardware.choices, default=Hardware.CPU,
+                                       help_text="Where it runs; your plan says which hardware it includes")
 
 
 QUOTA_403 = ("The key lacks the 'manage' scope, the signed-in role is read-only, or the deployment is beyond the "
@@ -60,7 +123,7 @@ class DeploymentListView(TenantAPIView):
         query = DeploymentListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         deployments = deployment_list(tenant=self.tenant, include_history=query.validated_data["history"])
-        return Response(DeploymentSerializer(deployments, many=True).data)
+        return Response(serialized(deployments, many=True))
 
     @extend_schema(request=DeploymentCreateSerializer,
                    responses={**with_errors({202: DeploymentSerializer}, 400, 404, 409),
@@ -73,19 +136,34 @@ class DeploymentListView(TenantAPIView):
     def post(self, request):
         payload = DeploymentCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        data = payload.validated_data
-        deployment = deployment_create(tenant=self.tenant, model_version_id=data["model_version"], name=data["name"],
-                                       instances=data["instances"], hardware=data["hardware"],
-                                       max_batch_size=data.get("max_batch_size"), actor=self.actor)
+        data = dict(payload.validated_data)
+        deployment = deployment_create(tenant=self.tenant, model_version_id=data.pop("model_version"),
+                                       name=data.pop("name"), instances=data.pop("instances", None),
+                                       hardware=data.pop("hardware"), actor=self.actor, **data)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment.pk)
-        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+        return Response(serialized(deployment), status=status.HTTP_202_ACCEPTED)
 
 
 class DeploymentDetailView(TenantAPIView):
     @extend_schema(responses=with_errors({200: DeploymentSerializer}, 404),
                    summary="A deployment and its live state")
     def get(self, request, deployment_id: int):
-        return Response(DeploymentSerializer(deployment_get(tenant=self.tenant, deployment_id=deployment_id)).data)
+        return Response(serialized(deployment_get(tenant=self.tenant, deployment_id=deployment_id)))
+
+    @extend_schema(request=ScalingSerializer,
+                   responses={**with_errors({200: DeploymentSerializer}, 400, 404, 409),
+                              403: OpenApiResponse(ErrorSerializer, description=QUOTA_403)},
+                   summary="Change scaling and batching settings",
+                   description="Within your plan's limits (403 `quota_exceeded` beyond them). Batching changes "
+                   "reach Triton by a reload that keeps serving; raising `min_instances` wakes a cold deployment.")
+    def patch(self, request, deployment_id: int):
+        payload = ScalingSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        changes = dict(payload.validated_data)
+        if changes.get("max_batch_size", 0) is None:
+            changes.pop("max_batch_size")
+        deployment_settings_update(tenant=self.tenant, deployment_id=deployment_id, **changes)
+        return Response(serialized(deployment_get(tenant=self.tenant, deployment_id=deployment_id)))
 
     @extend_schema(responses=with_errors({202: DeploymentSerializer}, 404),
                    summary="Undeploy",
@@ -94,4 +172,16 @@ class DeploymentDetailView(TenantAPIView):
     def delete(self, request, deployment_id: int):
         deployment_undeploy(tenant=self.tenant, deployment_id=deployment_id)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment_id)
-        return Response(DeploymentSerializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+        return Response(serialized(deployment), status=status.HTTP_202_ACCEPTED)
+
+
+class DeploymentUnloadView(TenantAPIView):
+    @extend_schema(request=None, responses=with_errors({202: DeploymentSerializer}, 404, 409),
+                   summary="Scale to zero now",
+                   description="Unloads the deployment from Triton at once (it turns `cold`); the next call wakes "
+                   "it, held by the gateway while it loads. 409 when it is not ready, or min_instances keeps it "
+                   "warm.")
+    def post(self, request, deployment_id: int):
+        deployment_scale_to_zero(tenant=self.tenant, deployment_id=deployment_id)
+        deployment = deployment_get(tenant=self.tenant, deployment_id=deployment_id)
+        return Response(serialized(deployment), status=status.HTTP_202_ACCEPTED)

@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -12,6 +13,9 @@ app.autodiscover_tasks(["workers", "billing", "gateway", "tenants"])
 app.conf.beat_schedule = {
     "triton-servers-health": {"task": "workers.tasks.servers_check", "schedule": 5.0},
     "deployments-reconcile": {"task": "workers.tasks.deployments_reconcile", "schedule": 15.0},
+    # Scale to zero, pre-warm and instance counts (workers/autoscaler.py).
+    "deployments-autoscale": {"task": "workers.tasks.deployments_autoscale",
+                              "schedule": settings.AUTOSCALE_INTERVAL_S},
     "gateway-directory-sync": {"task": "gateway.tasks.directory_sync", "schedule": 30.0},
     # Budget counters Redis lost (a restart without persistence) come back from metered usage.
     "quota-counters-check": {"task": "tenants.tasks.quota_counters_check", "schedule": 60.0},

@@ -16,7 +16,9 @@ class TritonServer(models.Model):
         max_length=500, help_text="The server's model repository, as the workers see it (they write entries here)"
     )
     backends = models.JSONField(default=list, help_text='Backends the server has, e.g. ["python", "onnxruntime"]')
-    has_gpu = models.BooleanField(default=False)
+    memory_mb = models.PositiveIntegerField(
+        default=8192, help_text="Memory the server offers to models, in MB; placement keeps within it")
+    gpus = models.PositiveSmallIntegerField(default=0, help_text="GPUs the server has (GPU deployments need one)")
     enabled = models.BooleanField(default=True)
     healthy = models.BooleanField(default=False)
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -28,18 +30,30 @@ class TritonServer(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.http_url})"
 
+    @property
+    def has_gpu(self) -> bool:
+        return self.gpus > 0
+
 
 class DeploymentState(models.TextChoices):
     PENDING = "pending", "Pending"
     LOADING = "loading", "Loading"
     READY = "ready", "Ready"
+    COLD = "cold", "Scaled to zero"
     FAILED = "failed", "Failed"
     UNLOADING = "unloading", "Undeploying"
     UNDEPLOYED = "undeployed", "Undeployed"
 
 
-ACTIVE_STATES = [DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.READY,
+ACTIVE_STATES = [DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.READY, DeploymentState.COLD,
                  DeploymentState.FAILED, DeploymentState.UNLOADING]
+# States in which the gateway holds a call until the deployment is ready.
+WAKING_STATES = [DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.COLD]
+
+
+class KeepAlive(models.TextChoices):
+    ADAPTIVE = "adaptive", "Adaptive (idle-time histogram)"
+    FIXED = "fixed", "Fixed idle time"
 
 
 class Deployment(TenantOwned):
@@ -48,9 +62,26 @@ class Deployment(TenantOwned):
     name = models.CharField(max_length=63, validators=[slug_validator],
                             help_text="The model name clients use in the gateway URL")
     model_version = models.ForeignKey("graph_editor.ModelVersion", on_delete=models.PROTECT, related_name="deployments")
-    server = models.ForeignKey(TritonServer, null=True, blank=True, on_delete=models.SET_NULL, related_name="deployments")
     state = models.CharField(max_length=16, choices=DeploymentState.choices, default=DeploymentState.PENDING)
-    instances = models.PositiveSmallIntegerField(default=1, help_text="Triton model instances")
+    instances = models.PositiveSmallIntegerField(
+        default=1, help_text="Triton model instances per replica now; the autoscaler moves it within "
+                             "[max(1, min_instances), max_instances] with demand")
+    min_instances = models.PositiveSmallIntegerField(
+        default=0, help_text="0 scales to zero when idle; 1 or more keeps that many instances loaded")
+    max_instances = models.PositiveSmallIntegerField(default=1, help_text="Most instances per replica under load")
+    replicas = models.PositiveSmallIntegerField(
+        default=1, help_text="Triton servers it runs on while warm; the gateway balances them")
+    keepalive = models.CharField(max_length=8, choices=KeepAlive.choices, default=KeepAlive.ADAPTIVE)
+    keepalive_idle_s = models.PositiveIntegerField(
+        default=600, help_text="Fixed policy: seconds idle before scaling to zero (adaptive: while it learns)")
+    max_queue_delay_us = models.PositiveIntegerField(
+        default=500, help_text="Longest a request waits in the dynamic batcher for a batch to fill")
+    preferred_batch_sizes = models.JSONField(default=list, blank=True,
+                                             help_text="Batch sizes the dynamic batcher aims for")
+    memory_mb = models.PositiveIntegerField(null=True, blank=True,
+                                            help_text="Measured memory of one loaded replica, MB")
+    keepalive_state = models.JSONField(default=dict, blank=True, help_text="The keep-alive policy's state")
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="Last call seen by the autoscaler")
     hardware = models.CharField(max_length=8, default="cpu", help_text="cpu or gpu")
     max_batch_size = models.PositiveIntegerField(default=64, help_text="Largest batch the dynamic batcher forms "
                                                                        "(0 for models without a batch dimension)")
@@ -78,9 +109,45 @@ class Deployment(TenantOwned):
         return f"t{self.tenant_id}--{self.name}--d{self.pk}"
 
     @property
+    def server(self) -> TritonServer | None:
+        """The server of its first ready replica (None when it has none)."""
+        for replica in self.replicas_ready():
+            return replica.server
+        return None
+
+    def replicas_ready(self) -> list["Replica"]:
+        return [r for r in self.replica_set.all() if r.state == ReplicaState.READY]
+
+    @property
     def is_routable(self) -> bool:
         return self.state != DeploymentState.UNDEPLOYED
 
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+
+class ReplicaState(models.TextChoices):
+    LOADING = "loading", "Loading"
+    READY = "ready", "Ready"
+    UNLOADING = "unloading", "Unloading"
+
+
+class Replica(models.Model):
+    """A deployment loaded (or being loaded) on one Triton server. A cold deployment has none."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="replica_set")
+    server = models.ForeignKey(TritonServer, on_delete=models.CASCADE, related_name="replicas")
+    state = models.CharField(max_length=16, choices=ReplicaState.choices, default=ReplicaState.LOADING)
+    instances = models.PositiveSmallIntegerField(default=1)
+    memory_mb = models.PositiveIntegerField(help_text="Memory it holds on the server: estimated, then measured")
+    created_at = models.DateTimeField(auto_now_add=True)
+    loaded_at = models.DateTimeField(null=True, blank=True)
+    load_seconds = models.FloatField(null=True, blank=True, help_text="Triton's load time")
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["deployment", "server"], name="replica_unique_server")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.triton_name} on {self.server.name} [{self.state}]"

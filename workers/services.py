@@ -1,13 +1,21 @@
-"""Deployment lifecycle: create, load into Triton, undeploy; server health and reconcile.
+"""Deployment lifecycle: create, configure, load into Triton, scale to zero and back,
+undeploy; placement on servers with room; server health and reconcile.
 
 Views call the `deployment_*` write services; the Celery tasks call the `*_run` ones,
-which talk to Triton and are idempotent (a redelivered task does no harm)."""
+which talk to Triton and are idempotent (a redelivered task does no harm).
+
+A warm deployment has one or more replicas, each loaded on its own Triton server; a
+cold one (scaled to zero) has none, and its route stays in the gateway's directory so
+that a call wakes it (the gateway holds the call and queues `deployment_wake`)."""
 import logging
+import math
+import os
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from gateway.directory import directory_put_deployment
@@ -15,27 +23,94 @@ from graph_editor.models import ModelVersion
 from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
-from tenants.quotas import quota_check_deployment
-from workers.models import Deployment, DeploymentState, TritonServer
+from tenants.quotas import model_memory_estimate_mb, quota_check_deployment
+from workers.models import Deployment, DeploymentState, KeepAlive, Replica, ReplicaState, TritonServer
 from workers.triton import client as triton
-from workers.triton.repository import DEFAULT_MAX_BATCH_SIZE, config_pbtxt, entry_remove, entry_write
+from workers.triton.repository import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_US, config_pbtxt, entry_remove,
+                                       entry_write)
 
 log = logging.getLogger(__name__)
+
+# Largest values the settings accept, whatever the plan: beyond them a value is a mistake.
+MAX_QUEUE_DELAY_US = 10_000_000
+MAX_KEEPALIVE_IDLE_S = 7 * 24 * 3600
+MAX_REPLICAS = 16
 
 
 def _publish(deployment: Deployment) -> None:
     """After commit: the gateway's directory, then the portal's live view."""
     def publish():
-        directory_put_deployment(deployment)
-        deployment_event_send(deployment)
+        fresh = Deployment.unscoped.prefetch_related("replica_set__server").filter(pk=deployment.pk).first()
+        if fresh is None:
+            return
+        directory_put_deployment(fresh)
+        deployment_event_send(fresh)
 
     transaction.on_commit(publish)
 
 
-def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", instances: int = 1,
-                      hardware: str = "cpu", max_batch_size: int | None = None, actor=None) -> Deployment:
+def _whole(value, name: str, minimum: int, maximum: int, code: str = "") -> int:
+    # bool is an int, but True is not a number.
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise PlatformError(f"{name} must be a whole number from {minimum} to {maximum}.",
+                            code=code or f"invalid_{name}")
+    return value
+
+
+def scaling_validate(version: ModelVersion, values: dict) -> dict:
+    """Check a deployment's scaling and batching settings together (all keys present);
+    returns them, normalised. Plan limits are checked separately (quota_check_deployment)."""
+    v = dict(values)
+    _whole(v["min_instances"], "min_instances", 0, 32767, "invalid_instances")
+    _whole(v["max_instances"], "max_instances", 1, 32767, "invalid_instances")
+    if v["min_instances"] > v["max_instances"]:
+        raise PlatformError(f"min_instances ({v['min_instances']}) cannot exceed max_instances "
+                            f"({v['max_instances']}).", code="invalid_instances")
+    _whole(v["replicas"], "replicas", 1, MAX_REPLICAS)
+    if v["keepalive"] not in KeepAlive.values:
+        raise PlatformError(f"Unknown keep-alive policy {v['keepalive']!r}: choose adaptive or fixed.",
+                            code="invalid_keepalive")
+    _whole(v["keepalive_idle_s"], "keepalive_idle_s", 1, MAX_KEEPALIVE_IDLE_S)
+    _whole(v["max_batch_size"], "max_batch_size", 0, 2**31 - 1, "invalid_batch_size")
+    if v["max_batch_size"] and not version.has_batch_dim:
+        raise PlatformError("This model has no batch dimension: its max_batch_size must be 0.",
+                            code="invalid_batch_size")
+    _whole(v["max_queue_delay_us"], "max_queue_delay_us", 0, MAX_QUEUE_DELAY_US, "invalid_batch_size")
+    sizes = v["preferred_batch_sizes"]
+    if not isinstance(sizes, list) or any(not isinstance(s, int) or isinstance(s, bool) for s in sizes):
+        raise PlatformError("preferred_batch_sizes must be a list of whole numbers.", code="invalid_batch_size")
+    if sizes and not v["max_batch_size"]:
+        raise PlatformError("preferred_batch_sizes need batching: set max_batch_size above 0.",
+                            code="invalid_batch_size")
+    if any(not 1 <= s <= v["max_batch_size"] for s in sizes):
+        raise PlatformError(f"Each preferred batch size must be between 1 and max_batch_size "
+                            f"({v['max_batch_size']}).", code="invalid_batch_size")
+    v["preferred_batch_sizes"] = sorted(set(sizes))
+    return v
+
+
+def scaling_defaults(version: ModelVersion) -> dict:
+    """Defaults derived from the model: batching when it has a batch dimension, scale to zero."""
+    batch = DEFAULT_MAX_BATCH_SIZE if version.has_batch_dim else 0
+    return {"min_instances": 0, "max_instances": 1, "replicas": 1, "keepalive": KeepAlive.ADAPTIVE,
+            "keepalive_idle_s": 600, "max_batch_size": batch, "max_queue_delay_us": DEFAULT_QUEUE_DELAY_US if batch
+            else 0, "preferred_batch_sizes": []}
+
+
+def _quota_check(tenant: Tenant, version: ModelVersion, deployment: Deployment, exclude: int | None = None) -> None:
+    quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes,
+                           instances=deployment.max_instances * deployment.replicas, hardware=deployment.hardware,
+                           max_batch_size=deployment.max_batch_size, exclude_deployment_id=exclude,
+                           max_instances=deployment.max_instances)
+
+
+def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", instances: int | None = None,
+                      hardware: str = "cpu", actor=None, **scaling) -> Deployment:
     """Record a deployment of one of the tenant's model versions and queue its load,
-    within the tenant's deploy-time limits."""
+    within the tenant's deploy-time limits. `scaling` takes any of min_instances,
+    max_instances, replicas, keepalive, keepalive_idle_s, max_batch_size,
+    max_queue_delay_us, preferred_batch_sizes; the rest come from the model. `instances`
+    is how many to start with (default max(1, min_instances)); max_instances defaults to it."""
     from workers import tasks
 
     version = ModelVersion.objects.for_tenant(tenant).select_related("model").filter(pk=model_version_id).first()
@@ -49,34 +124,77 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
                             code="invalid_name") from None
     if hardware not in ("cpu", "gpu"):
         raise PlatformError(f"Unknown hardware {hardware!r}: choose cpu or gpu.", code="invalid_hardware")
-    # bool is an int, but True is not a number of instances.
-    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
-        raise PlatformError("instances must be a whole number of at least 1.", code="invalid_instances")
-    if max_batch_size is None:
-        max_batch_size = DEFAULT_MAX_BATCH_SIZE if version.has_batch_dim else 0
-    if not isinstance(max_batch_size, int) or isinstance(max_batch_size, bool) or max_batch_size < 0:
-        raise PlatformError("max_batch_size must be a whole number, 0 or more.", code="invalid_batch_size")
-    if max_batch_size and not version.has_batch_dim:
-        raise PlatformError("This model has no batch dimension: its max_batch_size must be 0.",
-                            code="invalid_batch_size")
+    unknown = set(scaling) - set(scaling_defaults(version))
+    if unknown:
+        raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
+    values = scaling_defaults(version)
+    values.update({k: v for k, v in scaling.items() if v is not None})
+    if instances is not None:
+        _whole(instances, "instances", 1, 32767)
+        if "max_instances" not in scaling or scaling["max_instances"] is None:
+            values["max_instances"] = max(instances, values["min_instances"], 1)
+    values = scaling_validate(version, values)
+    start = instances if instances is not None else max(1, values["min_instances"])
+    if start > values["max_instances"]:
+        raise PlatformError(f"instances ({start}) cannot exceed max_instances ({values['max_instances']}).",
+                            code="invalid_instances")
     with transaction.atomic():
         # One deploy-time decision per tenant at a time, so limits hold under concurrent requests.
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         if Deployment.objects.for_tenant(tenant).filter(name=name).exclude(state=DeploymentState.UNDEPLOYED).exists():
             raise Conflict(f"A deployment named '{name}' already exists; undeploy it or choose another name.")
-        deployment = Deployment(tenant=tenant, name=name, model_version=version, instances=instances,
-                                hardware=hardware, max_batch_size=max_batch_size, created_by=actor)
-        # A request the columns cannot hold (e.g. more instances than they count) is a bad
-        # request, whatever the tenant's limits.
+        deployment = Deployment(tenant=tenant, name=name, model_version=version, instances=start, hardware=hardware,
+                                created_by=actor, **values)
+        # A request the columns cannot hold is a bad request, whatever the tenant's limits.
         try:
             deployment.full_clean()
         except ValidationError as exc:
             raise PlatformError(validation_message(exc), code="invalid_deployment") from None
-        quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes, instances=instances, hardware=hardware,
-                               max_batch_size=max_batch_size)
+        _quota_check(tenant, version, deployment)
         deployment.save()
         _publish(deployment)
         transaction.on_commit(lambda: tasks.deployment_load.delay(deployment.pk))
+    return deployment
+
+
+def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes) -> Deployment:
+    """Change a deployment's scaling and batching settings within the tenant's limits.
+    Batching changes reach Triton by a reload that keeps serving; a raised min_instances
+    wakes a cold deployment."""
+    from workers import tasks
+
+    with transaction.atomic():
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        deployment = (Deployment.objects.for_tenant(tenant).select_for_update(of=("self",))
+                      .select_related("model_version").filter(pk=deployment_id).first())
+        if deployment is None:
+            raise NotFound("No such deployment in this tenant.")
+        if not deployment.is_active:
+            raise Conflict("This deployment is undeployed; its settings can no longer change.")
+        current = {k: getattr(deployment, k) for k in scaling_defaults(deployment.model_version)}
+        unknown = set(changes) - set(current)
+        if unknown:
+            raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
+        values = scaling_validate(deployment.model_version, {**current, **changes})
+        changed = {k for k, v in values.items() if current[k] != v}
+        if not changed:
+            return deployment
+        for key, value in values.items():
+            setattr(deployment, key, value)
+        deployment.instances = min(max(deployment.instances, max(1, deployment.min_instances)),
+                                   deployment.max_instances)
+        _quota_check(tenant, deployment.model_version, deployment, exclude=deployment.pk)
+        deployment.save()
+        _publish(deployment)
+        reload = changed & {"max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "min_instances",
+                            "max_instances"}
+        pk = deployment.pk
+        if deployment.state == DeploymentState.READY and reload:
+            transaction.on_commit(lambda: tasks.deployment_reconfigure.delay(pk))
+        if deployment.state == DeploymentState.READY and "replicas" in changed:
+            transaction.on_commit(lambda: tasks.deployment_replicas_fit.delay(pk))
+        if deployment.state == DeploymentState.COLD and deployment.min_instances > 0:
+            transaction.on_commit(lambda: tasks.deployment_wake.delay(pk))
     return deployment
 
 
@@ -90,7 +208,7 @@ def deployment_retry(*, tenant: Tenant, deployment_id: int) -> Deployment:
             raise NotFound("No such deployment in this tenant.")
         if deployment.state != DeploymentState.FAILED:
             raise Conflict(f"Only a failed deployment can be retried; this one is {deployment.state}.")
-        _set_state(deployment, DeploymentState.PENDING, server=None, error="")
+        _set_state(deployment, DeploymentState.PENDING, error="")
         transaction.on_commit(lambda: tasks.deployment_load.delay(deployment.pk))
     return deployment
 
@@ -111,31 +229,26 @@ def deployment_undeploy(*, tenant: Tenant, deployment_id: int) -> Deployment:
     return deployment
 
 
+def deployment_scale_to_zero(*, tenant: Tenant, deployment_id: int) -> Deployment:
+    """Unload a deployment from Triton now (the portal's "Unload now"); the next call
+    wakes it. A deployment kept warm by min_instances refuses."""
+    from workers import tasks
+
+    deployment = Deployment.objects.for_tenant(tenant).filter(pk=deployment_id).first()
+    if deployment is None:
+        raise NotFound("No such deployment in this tenant.")
+    if deployment.min_instances > 0:
+        raise Conflict(f"This deployment keeps {deployment.min_instances} instance(s) warm (min_instances); "
+                       "set min_instances to 0 to let it scale to zero.")
+    if deployment.state not in (DeploymentState.READY, DeploymentState.COLD):
+        raise Conflict(f"Only a ready deployment can be unloaded; this one is {deployment.state}.")
+    if deployment.state == DeploymentState.READY:
+        tasks.deployment_scale_down.delay(deployment.pk, "unload requested")
+    return deployment
+
+
 class PlacementPending(Exception):
     """No server could take the deployment right now; the load task retries."""
-
-
-def server_pick(*, deployment: Deployment) -> TritonServer:
-    """Placement: an enabled, healthy server, the one with the fewest active deployments."""
-    from django.db.models import Count, Q
-
-    from workers.models import ACTIVE_STATES
-
-    servers = TritonServer.objects.filter(enabled=True, healthy=True)
-    if deployment.hardware == "gpu":
-        servers = servers.filter(has_gpu=True)
-    servers = (
-        servers
-        .annotate(load=Count("deployments", filter=Q(deployments__state__in=ACTIVE_STATES)))
-        .order_by("load", "pk")
-    )
-    server = servers.first()
-    if server is None:
-        if deployment.hardware == "gpu":
-            raise triton.TritonUnreachable("No healthy Triton server with a GPU is registered.")
-        raise triton.TritonUnreachable(
-            "No healthy Triton server is registered; start one with `manage.py triton_serve`.")
-    return server
 
 
 def _set_state(deployment: Deployment, state: str, **fields) -> None:
@@ -153,69 +266,201 @@ def _wait_or_fail(deployment_id: int, reason: str, final_attempt: bool) -> None:
         current = Deployment.unscoped.select_for_update().get(pk=deployment_id)
         if current.state not in (DeploymentState.PENDING, DeploymentState.LOADING):
             return
+        if current.replica_set.exists():
+            return
         if final_attempt:
             _set_state(current, DeploymentState.FAILED, error=reason)
             return
-        _set_state(current, DeploymentState.PENDING, server=None, error=f"Waiting for a Triton server: {reason}")
+        _set_state(current, DeploymentState.PENDING, error=f"Waiting for a Triton server: {reason}")
     raise PlacementPending(reason)
 
 
-def deployment_load_run(*, deployment_id: int, final_attempt: bool = True) -> None:
-    """Write the Triton entry and load it. Ends ready, or failed with nothing left behind;
-    while no server is reachable it stays pending and raises PlacementPending, unless
-    this is the final attempt."""
-    with transaction.atomic():
-        deployment = (
-            Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version", "server")
-            .filter(pk=deployment_id).first()
-        )
-        if deployment is None or deployment.state not in (DeploymentState.PENDING, DeploymentState.LOADING):
-            return
-        try:
-            server = deployment.server if deployment.server and deployment.server.enabled else server_pick(
-                deployment=deployment)
-        except triton.TritonUnreachable as exc:
-            reason = str(exc)
-            server = None
-        else:
-            _set_state(deployment, DeploymentState.LOADING, server=server, error="")
-    if server is None:
-        _wait_or_fail(deployment_id, reason, final_attempt)
-        return
+# ---- placement ------------------------------------------------------------------------
 
+def replica_memory_mb(deployment: Deployment, instances: int | None = None) -> int:
+    """What one replica is expected to hold: measured when it has been loaded (scaled to
+    the instance count), estimated from the model file before."""
+    instances = instances or deployment.instances
+    if deployment.memory_mb:
+        loaded = deployment.replica_set.filter(state=ReplicaState.READY).values_list("instances", flat=True).first()
+        per_instance = deployment.memory_mb / max(loaded or deployment.instances, 1)
+        return max(1, math.ceil(per_instance * instances))
+    return model_memory_estimate_mb(size_bytes=deployment.model_version.size_bytes, instances=instances)
+
+
+def server_free_mb(server: TritonServer) -> int:
+    used = Replica.objects.filter(server=server).aggregate(total=Sum("memory_mb"))["total"] or 0
+    return server.memory_mb - used
+
+
+def _evictable(server: TritonServer, exclude_deployment_id: int):
+    """Replicas on `server` of deployments that may scale to zero, least recently used first."""
+    idle_before = timezone.now() - timezone.timedelta(seconds=settings.EVICT_MIN_IDLE_S)
+    return (Replica.objects.filter(server=server, state=ReplicaState.READY, deployment__min_instances=0,
+                                   deployment__state=DeploymentState.READY)
+            .exclude(deployment_id=exclude_deployment_id)
+            .filter(Q(deployment__last_used_at__isnull=True) | Q(deployment__last_used_at__lt=idle_before))
+            .select_related("deployment", "server")
+            .order_by(F("deployment__last_used_at").asc(nulls_first=True), "pk"))
+
+
+def server_pick(*, deployment: Deployment, memory_mb: int, evict: bool = True) -> TritonServer:
+    """Placement: an enabled, healthy server without a replica of the deployment, with
+    room for `memory_mb`, the one with the most room. When none has room, the least
+    recently used idle deployments of the best candidate are evicted (scaled to zero)
+    until it has. Raises TritonUnreachable when no server can take it."""
+    servers = TritonServer.objects.filter(enabled=True, healthy=True).exclude(replicas__deployment=deployment)
+    if deployment.hardware == "gpu":
+        servers = servers.filter(gpus__gt=0)
+    candidates = sorted(((server_free_mb(s), s.pk, s) for s in servers.select_for_update()), reverse=True)
+    if not candidates:
+        if deployment.hardware == "gpu":
+            raise triton.TritonUnreachable("No healthy Triton server with a GPU is registered.")
+        raise triton.TritonUnreachable(
+            "No healthy Triton server is registered; start one with `manage.py triton_serve`.")
+    for free, _, server in candidates:
+        if free >= memory_mb:
+            return server
+    if evict:
+        for free, _, server in candidates:
+            victims, freed = [], 0
+            for replica in _evictable(server, deployment.pk):
+                victims.append(replica)
+                freed += replica.memory_mb
+                if free + freed >= memory_mb:
+                    for victim in victims:
+                        log.info("evicting %s from %s for %s", victim.deployment.triton_name, server.name,
+                                 deployment.triton_name)
+                        replica_remove(victim, reason=f"evicted for {deployment.triton_name}")
+                    return server
+    raise triton.TritonUnreachable(
+        f"No Triton server has {memory_mb} MB free for it, and no idle deployment can make room.")
+
+
+# ---- loading --------------------------------------------------------------------------
+
+def _config(deployment: Deployment, server: TritonServer, instances: int) -> str:
     version = deployment.model_version
-    native_onnx = "onnxruntime" in server.backends
+    return config_pbtxt(
+        triton_name=deployment.triton_name, inputs=version.inputs, outputs=version.outputs,
+        has_batch_dim=version.has_batch_dim, native_onnx="onnxruntime" in server.backends,
+        gpu=deployment.hardware == "gpu", max_batch_size=deployment.max_batch_size, instances=instances,
+        queue_delay_us=deployment.max_queue_delay_us, preferred_batch_sizes=deployment.preferred_batch_sizes,
+    )
+
+
+def measured_memory_mb(triton_name: str) -> int | None:
+    """Resident memory of a loaded model's Python-backend stubs, when the server runs on
+    this host (a local server); None where it cannot be seen from here."""
+    needle = f"/{triton_name}/".encode()
+    total_kb, found = 0, False
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if needle not in f.read():
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total_kb += int(line.split()[1])
+                        found = True
+                        break
+        except (OSError, ValueError):
+            continue
+    return math.ceil(total_kb / 1024) if found else None
+
+
+def deployment_load_run(*, deployment_id: int, final_attempt: bool = True) -> None:
+    """Place and load the replicas a pending or loading deployment lacks. It is ready
+    (and routed) as soon as one replica is; the others follow. Ends ready, or failed with
+    nothing left behind; while no server can take it, it stays pending and raises
+    PlacementPending, unless this is the final attempt."""
+    while True:
+        with transaction.atomic():
+            deployment = (Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version")
+                          .filter(pk=deployment_id).first())
+            if deployment is None or deployment.state not in (DeploymentState.PENDING, DeploymentState.LOADING,
+                                                              DeploymentState.READY):
+                return
+            if deployment.replica_set.count() >= deployment.replicas:
+                return
+            has_replica = deployment.replica_set.exists()
+            memory = replica_memory_mb(deployment)
+            try:
+                server = server_pick(deployment=deployment, memory_mb=memory)
+            except triton.TritonUnreachable as exc:
+                if has_replica:
+                    log.info("deployment %s keeps %s replica(s): %s", deployment.pk,
+                             deployment.replica_set.count(), exc)
+                    return
+                reason = str(exc)
+                server = None
+            else:
+                replica = Replica.objects.create(deployment=deployment, server=server, instances=deployment.instances,
+                                                 memory_mb=memory)
+                if deployment.state == DeploymentState.PENDING:
+                    _set_state(deployment, DeploymentState.LOADING, error="")
+        if server is None:
+            _wait_or_fail(deployment_id, reason, final_attempt)
+            return
+        if not _replica_load(deployment, replica):
+            return
+
+
+def _replica_load(deployment: Deployment, replica: Replica) -> bool:
+    """Write the entry and load one replica. False when the deployment is done with
+    (failed, undeployed, scaled down); True when the caller should go on placing."""
+    server = replica.server
     repository = Path(server.repository_path)
     try:
-        config = config_pbtxt(
-            triton_name=deployment.triton_name, inputs=version.inputs, outputs=version.outputs,
-            has_batch_dim=version.has_batch_dim, native_onnx=native_onnx, gpu=deployment.hardware == "gpu",
-            max_batch_size=deployment.max_batch_size, instances=deployment.instances,
-        )
-        entry_write(repository=repository, triton_name=deployment.triton_name, onnx_path=version.absolute_path,
-                    config=config, native_onnx=native_onnx)
+        entry_write(repository=repository, triton_name=deployment.triton_name,
+                    onnx_path=deployment.model_version.absolute_path,
+                    config=_config(deployment, server, replica.instances),
+                    native_onnx="onnxruntime" in server.backends)
         seconds = triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
     except triton.TritonUnreachable as exc:
-        log.warning("deployment %s: %s; will retry", deployment.pk, exc)
+        log.warning("deployment %s on %s: %s; will retry", deployment.pk, server.name, exc)
         TritonServer.objects.filter(pk=server.pk).update(healthy=False)
         entry_remove(repository=repository, triton_name=deployment.triton_name)
-        _wait_or_fail(deployment.pk, str(exc), final_attempt)
-        return
+        Replica.objects.filter(pk=replica.pk).delete()
+        return True  # placed again, elsewhere, by the caller's next round
     except (triton.TritonError, OSError) as exc:
         log.warning("deployment %s failed to load: %s", deployment.pk, exc)
         _cleanup_in_triton(server, deployment.triton_name, repository)
         with transaction.atomic():
+            Replica.objects.filter(pk=replica.pk).delete()
             current = Deployment.unscoped.select_for_update().get(pk=deployment.pk)
-            if current.state == DeploymentState.LOADING:
+            if current.state == DeploymentState.LOADING and not current.replica_set.exists():
                 _set_state(current, DeploymentState.FAILED, error=f"Triton could not load the model: {exc}")
-        return
+        return False
 
+    memory = measured_memory_mb(deployment.triton_name)
     with transaction.atomic():
-        current = Deployment.unscoped.select_for_update(of=("self",)).select_related("server").get(pk=deployment.pk)
-        if current.state != DeploymentState.LOADING:
-            # Undeployed while loading: the unload task owns the cleanup.
-            return
-        _set_state(current, DeploymentState.READY, ready_at=timezone.now(), load_seconds=round(seconds, 3))
+        current = Deployment.unscoped.select_for_update(of=("self",)).get(pk=deployment.pk)
+        if current.state not in (DeploymentState.LOADING, DeploymentState.READY) or \
+                not Replica.objects.filter(pk=replica.pk).exists():
+            # Undeployed or scaled down while loading: whoever did that owns the cleanup,
+            # unless the replica row is already gone.
+            if not Replica.objects.filter(pk=replica.pk).exists():
+                _cleanup_in_triton(server, deployment.triton_name, repository)
+            return False
+        fields = {"state": ReplicaState.READY, "loaded_at": timezone.now(), "load_seconds": round(seconds, 3)}
+        if memory:
+            fields["memory_mb"] = memory
+        Replica.objects.filter(pk=replica.pk).update(**fields)
+        extra = {"memory_mb": memory} if memory else {}
+        if current.state == DeploymentState.LOADING:
+            _set_state(current, DeploymentState.READY, ready_at=timezone.now(), load_seconds=round(seconds, 3),
+                       error="", **extra)
+        else:
+            if extra:
+                Deployment.unscoped.filter(pk=current.pk).update(**extra)
+            _publish(current)
+    return True
 
 
 def _cleanup_in_triton(server: TritonServer, triton_name: str, repository: Path) -> None:
@@ -226,20 +471,101 @@ def _cleanup_in_triton(server: TritonServer, triton_name: str, repository: Path)
     entry_remove(repository=repository, triton_name=triton_name)
 
 
+def replica_remove(replica: Replica, *, reason: str) -> None:
+    """Unload one replica (inside the caller's transaction). A deployment left without
+    replicas is cold: its route stays and the next call wakes it."""
+    deployment = Deployment.unscoped.select_for_update(of=("self",)).get(pk=replica.deployment_id)
+    Replica.objects.filter(pk=replica.pk).delete()
+    if not deployment.replica_set.exists() and deployment.state == DeploymentState.READY:
+        _set_state(deployment, DeploymentState.COLD, error="")
+    else:
+        _publish(deployment)
+    if replica.server.healthy:
+        _cleanup_in_triton(replica.server, deployment.triton_name, Path(replica.server.repository_path))
+    log.info("replica of %s on %s removed: %s", deployment.triton_name, replica.server.name, reason)
+
+
+def deployment_wake_run(*, deployment_id: int) -> None:
+    """A call reached a cold deployment (or the autoscaler pre-warms it): load it."""
+    with transaction.atomic():
+        deployment = Deployment.unscoped.select_for_update().filter(pk=deployment_id).first()
+        if deployment is None or deployment.state != DeploymentState.COLD:
+            return
+        deployment.instances = max(1, deployment.min_instances)
+        _set_state(deployment, DeploymentState.LOADING, instances=deployment.instances)
+    deployment_load_run(deployment_id=deployment_id)
+
+
+def deployment_scale_down_run(*, deployment_id: int, reason: str) -> None:
+    """Scale a ready deployment to zero: its route turns cold first (new calls are held
+    and wake it again), then every replica is unloaded; Triton lets the requests in
+    flight finish before it unloads."""
+    with transaction.atomic():
+        deployment = Deployment.unscoped.select_for_update().filter(pk=deployment_id).first()
+        if deployment is None or deployment.state != DeploymentState.READY:
+            return
+        replicas = list(deployment.replica_set.select_related("server"))
+        Replica.objects.filter(pk__in=[r.pk for r in replicas]).delete()
+        _set_state(deployment, DeploymentState.COLD, error="")
+        for replica in replicas:
+            if replica.server.healthy:
+                _cleanup_in_triton(replica.server, deployment.triton_name, Path(replica.server.repository_path))
+    log.info("deployment %s scaled to zero: %s", deployment_id, reason)
+
+
+def deployment_reconfigure_run(*, deployment_id: int, instances: int | None = None) -> None:
+    """Apply the deployment's batching settings and instance count to its loaded replicas.
+    Triton reloads a loaded model beside the running one and switches when the new one is
+    ready, so requests in flight are not dropped."""
+    with transaction.atomic():
+        deployment = (Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version")
+                      .filter(pk=deployment_id).first())
+        if deployment is None or deployment.state != DeploymentState.READY:
+            return
+        if instances is not None:
+            instances = min(max(instances, max(1, deployment.min_instances)), deployment.max_instances)
+            Deployment.unscoped.filter(pk=deployment.pk).update(instances=instances)
+            deployment.instances = instances
+        replicas = list(deployment.replica_set.filter(state=ReplicaState.READY).select_related("server"))
+    for replica in replicas:
+        server = replica.server
+        try:
+            entry_write(repository=Path(server.repository_path), triton_name=deployment.triton_name,
+                        onnx_path=deployment.model_version.absolute_path,
+                        config=_config(deployment, server, deployment.instances),
+                        native_onnx="onnxruntime" in server.backends)
+            triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
+        except (triton.TritonError, OSError) as exc:
+            log.warning("reconfiguring %s on %s failed: %s", deployment.triton_name, server.name, exc)
+            continue
+        fields = {"instances": deployment.instances}
+        memory = measured_memory_mb(deployment.triton_name)
+        if memory:
+            fields["memory_mb"] = memory
+        Replica.objects.filter(pk=replica.pk).update(**fields)
+    _publish(deployment)
+
+
 def deployment_unload_run(*, deployment_id: int) -> None:
-    deployment = Deployment.unscoped.select_related("server").filter(pk=deployment_id).first()
+    deployment = Deployment.unscoped.filter(pk=deployment_id).first()
     if deployment is None or deployment.state != DeploymentState.UNLOADING:
         return
-    if deployment.server is not None:
-        _cleanup_in_triton(deployment.server, deployment.triton_name, Path(deployment.server.repository_path))
+    for replica in deployment.replica_set.select_related("server"):
+        _cleanup_in_triton(replica.server, deployment.triton_name, Path(replica.server.repository_path))
     with transaction.atomic():
         current = Deployment.unscoped.select_for_update().get(pk=deployment_id)
         if current.state == DeploymentState.UNLOADING:
+            current.replica_set.all().delete()
             _set_state(current, DeploymentState.UNDEPLOYED)
 
 
+# ---- health and reconcile -------------------------------------------------------------
+
 def servers_check_run() -> dict:
-    """Health of every enabled server; a server that comes back gets its ready deployments reloaded."""
+    """Health of every enabled server. A server that stops answering loses its replicas at
+    once: the gateway stops routing to it, and its deployments are placed elsewhere."""
+    from workers import tasks
+
     result = {}
     for server in TritonServer.objects.filter(enabled=True):
         healthy = triton.server_ready(server.http_url)
@@ -248,17 +574,41 @@ def servers_check_run() -> dict:
             fields["last_seen_at"] = timezone.now()
         TritonServer.objects.filter(pk=server.pk).update(**fields)
         result[server.name] = healthy
+        if not healthy:
+            for deployment_id in servers_lost([server.pk]):
+                tasks.deployment_load.delay(deployment_id)
     return result
 
 
+def servers_lost(server_ids: list[int]) -> list[int]:
+    """Forget the replicas on dead servers; returns the deployments to place again."""
+    moved = []
+    with transaction.atomic():
+        for replica in Replica.objects.filter(server_id__in=server_ids).select_related("server"):
+            deployment = Deployment.unscoped.select_for_update().get(pk=replica.deployment_id)
+            replica.delete()
+            log.warning("server %s is down: %s loses its replica there", replica.server.name,
+                        deployment.triton_name)
+            if deployment.state in (DeploymentState.READY, DeploymentState.LOADING):
+                if not deployment.replica_set.exists():
+                    _set_state(deployment, DeploymentState.LOADING,
+                               error=f"Server {replica.server.name} stopped answering; loading elsewhere")
+                else:
+                    _publish(deployment)
+                moved.append(deployment.pk)
+    return moved
+
+
 def deployments_reconcile_run() -> list[int]:
-    """Deployments recorded ready that their server no longer has loaded (a restarted Triton)
-    go back to loading; deployments stuck pending get their load queued again."""
+    """Replicas recorded ready that their server no longer has loaded (a restarted Triton)
+    are dropped and loaded again; deployments stuck pending or loading get their load
+    queued again, and warm ones short of replicas get the missing ones."""
     from workers import tasks
 
     requeued = []
-    stale_pending = timezone.now() - timezone.timedelta(seconds=60)
-    for deployment in Deployment.unscoped.filter(state=DeploymentState.PENDING, updated_at__lt=stale_pending):
+    stale = timezone.now() - timezone.timedelta(seconds=60)
+    for deployment in Deployment.unscoped.filter(state__in=[DeploymentState.PENDING, DeploymentState.LOADING],
+                                                 updated_at__lt=stale):
         tasks.deployment_load.delay(deployment.pk)
         requeued.append(deployment.pk)
     for server in TritonServer.objects.filter(enabled=True, healthy=True):
@@ -266,14 +616,41 @@ def deployments_reconcile_run() -> list[int]:
             loaded = {m["name"] for m in triton.repository_index(server.http_url) if m.get("state") == "READY"}
         except triton.TritonError:
             continue
-        for deployment in Deployment.unscoped.filter(server=server, state=DeploymentState.READY):
-            if deployment.triton_name in loaded:
-                continue
-            with transaction.atomic():
-                current = Deployment.unscoped.select_for_update().get(pk=deployment.pk)
-                if current.state != DeploymentState.READY:
-                    continue
-                _set_state(current, DeploymentState.LOADING)
-                transaction.on_commit(lambda pk=current.pk: tasks.deployment_load.delay(pk))
-            requeued.append(deployment.pk)
+        stale_replicas = [r for r in Replica.objects.filter(server=server, state=ReplicaState.READY)
+                          .select_related("deployment") if r.deployment.triton_name not in loaded]
+        if stale_replicas:
+            for deployment_id in servers_lost_replicas(stale_replicas):
+                tasks.deployment_load.delay(deployment_id)
+                requeued.append(deployment_id)
+    for deployment in Deployment.unscoped.filter(state=DeploymentState.READY):
+        if deployment.replica_set.count() < deployment.replicas and deployment.pk not in requeued:
+            tasks.deployment_load.delay(deployment.pk)
     return requeued
+
+
+def servers_lost_replicas(replicas: list[Replica]) -> list[int]:
+    moved = []
+    with transaction.atomic():
+        for replica in replicas:
+            deployment = Deployment.unscoped.select_for_update().get(pk=replica.deployment_id)
+            Replica.objects.filter(pk=replica.pk).delete()
+            if deployment.state == DeploymentState.READY and not deployment.replica_set.exists():
+                _set_state(deployment, DeploymentState.LOADING)
+            else:
+                _publish(deployment)
+            moved.append(deployment.pk)
+    return moved
+
+
+def deployment_replicas_fit_run(*, deployment_id: int) -> None:
+    """After a change of `replicas`: add the missing ones, or unload the surplus (the
+    most recently placed first)."""
+    with transaction.atomic():
+        deployment = Deployment.unscoped.select_for_update().filter(pk=deployment_id).first()
+        if deployment is None or deployment.state != DeploymentState.READY:
+            return
+        surplus = list(deployment.replica_set.select_related("server").order_by("-pk"))[:max(
+            0, deployment.replica_set.count() - deployment.replicas)]
+        for replica in surplus:
+            replica_remove(replica, reason="fewer replicas requested")
+    deployment_load_run(deployment_id=deployment_id)

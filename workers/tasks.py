@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from workers import services
+from workers import autoscaler, services
 
 
 LOAD_RETRY_S = 2
@@ -17,6 +17,31 @@ def deployment_load(self, deployment_id: int) -> None:
 
 
 @shared_task(acks_late=True)
+def deployment_wake(deployment_id: int) -> None:
+    """Queued by the gateway when a call reaches a cold deployment, and by the autoscaler
+    to pre-warm one. Waiting for a server with room is the load task's job."""
+    try:
+        services.deployment_wake_run(deployment_id=deployment_id)
+    except services.PlacementPending:
+        deployment_load.apply_async((deployment_id,), countdown=LOAD_RETRY_S)
+
+
+@shared_task(acks_late=True)
+def deployment_scale_down(deployment_id: int, reason: str) -> None:
+    services.deployment_scale_down_run(deployment_id=deployment_id, reason=reason)
+
+
+@shared_task(acks_late=True)
+def deployment_reconfigure(deployment_id: int, instances: int | None = None) -> None:
+    services.deployment_reconfigure_run(deployment_id=deployment_id, instances=instances)
+
+
+@shared_task(acks_late=True)
+def deployment_replicas_fit(deployment_id: int) -> None:
+    services.deployment_replicas_fit_run(deployment_id=deployment_id)
+
+
+@shared_task(acks_late=True)
 def deployment_unload(deployment_id: int) -> None:
     services.deployment_unload_run(deployment_id=deployment_id)
 
@@ -29,3 +54,8 @@ def servers_check() -> dict:
 @shared_task(acks_late=True, expires=30)
 def deployments_reconcile() -> list[int]:
     return services.deployments_reconcile_run()
+
+
+@shared_task(acks_late=True, expires=5)
+def deployments_autoscale() -> dict:
+    return autoscaler.autoscale_run()

@@ -6,6 +6,7 @@
 -- ARGV[3]  request id (the member of the in-flight leases)
 -- ARGV[4]  lease lifetime in milliseconds (gateways renew leases of longer requests)
 -- ARGV[5]  "1" for an inference request (budgets apply), "0" for metadata and readiness
+-- ARGV[6]  lifetime in milliseconds of the marker that makes one caller wake a cold deployment
 --
 -- Scopes: t:<tenant>, d:<deployment>, k:<key>. Per scope, from gw:lim:<scope>:
 --   rate, burst      GCRA: sustained requests per second and the burst above it
@@ -16,7 +17,12 @@
 -- Monthly use lives in gw:use:<scope>:<yyyymm> (fields req, cus), written by finish.lua.
 --
 -- Reply: {status, code, message, route fields..., headers..., scopes, flags, leased scopes,
---         the month (yyyymm) whose budgets it counts against}
+--         the month (yyyymm) whose budgets it counts against, "1" when this caller wakes the
+--         deployment (it is cold and nobody else is waking it)}
+--
+-- An admitted inference also marks its deployment's activity for the autoscaler in
+-- gw:act:<deployment> (f: first call since the autoscaler last read it, l: last call, in
+-- milliseconds of Redis's clock); finish.lua adds the upstream time (us).
 -- Nothing is written unless the request is admitted; a refusal consumes nothing.
 
 local time = redis.call('TIME')
@@ -170,10 +176,23 @@ for i, scope in ipairs(scopes) do
   end
 end
 
+local wake = '0'
+if route[1] then
+  if is_infer then
+    local act = 'gw:act:' .. route[1]
+    local ms = string.format('%.0f', math.floor(now / 1000))
+    redis.call('HSETNX', act, 'f', ms)
+    redis.call('HSET', act, 'l', ms)
+  end
+  if route[4] == 'cold' and redis.call('SET', 'gw:wake:' .. route[1], '1', 'NX', 'PX', ARGV[6]) then
+    wake = '1'
+  end
+end
+
 local reset = ''
 if tight_reset then reset = string.format('%.3fs', tight_reset) end
 return {200, 'ok', '', tenant, key_id,
   route[1] or '', route[2] or '', route[3] or '', route[4] or '', route[5] or '', route[6] or '', route[7] or '',
   table.concat(policy, ', '), table.concat(state, ', '),
   tight_limit and tostring(tight_limit) or '', tight_remaining and tostring(tight_remaining) or '', reset,
-  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period}
+  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period, wake}

@@ -9,6 +9,7 @@
 -- ARGV[5]  its compute time in microseconds
 -- ARGV[6]  the month (yyyymm) admit.lua checked its budgets against: it counts there
 -- ARGV[7]  the usage event, packed (gateway/admission.py EVENT_FIELDS)
+-- ARGV[8]  the deployment id ("" when none): its activity record gets the compute time
 
 for scope in string.gmatch(ARGV[2], '[^,]+') do
   redis.call('ZREM', 'gw:inflight:' .. scope, ARGV[1])
@@ -20,6 +21,9 @@ if ARGV[4] == '1' then
       redis.call('EXPIRE', used, 3456000)
     end
     redis.call('HINCRBY', used, 'cus', ARGV[5])
+  end
+  if ARGV[8] ~= '' then
+    redis.call('HINCRBY', 'gw:act:' .. ARGV[8], 'us', ARGV[5])
   end
 end
 return redis.call('XADD', 'usage:events', '*', 'e', ARGV[7])

@@ -24,12 +24,13 @@ def deployments(acme, digits_onnx):
 
 def test_servers_are_listed_searched_and_added_here(admin_client):
     TritonServer.objects.create(name="gpu-a", http_url="http://10.0.0.5:8000", repository_path="/models",
-                                backends=["onnxruntime", "python"], has_gpu=True, healthy=True)
-    assert len(admin_client.get("/admin/workers/tritonserver/?has_gpu__exact=1").context["cl"].result_list) == 1
+                                backends=["onnxruntime", "python"], gpus=1, healthy=True)
+    assert len(admin_client.get("/admin/workers/tritonserver/?gpus__exact=1").context["cl"].result_list) == 1
     assert len(admin_client.get("/admin/workers/tritonserver/?q=gpu-b").context["cl"].result_list) == 0
     response = admin_client.post("/admin/workers/tritonserver/add/", {
         "name": "gpu-b", "http_url": "http://10.0.0.6:8000", "grpc_url": "10.0.0.6:8001",
         "repository_path": "/srv/models", "backends": '["onnxruntime"]', "enabled": "on",
+        "memory_mb": "16384", "gpus": "1",
     })
     assert response.status_code == 302
     added = TritonServer.objects.get(name="gpu-b")

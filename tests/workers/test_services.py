@@ -47,7 +47,7 @@ def test_config_without_batch_dimension_keeps_full_shapes_and_native_backend_on_
 def wait_for_state(deployment_id: int, states: set[str], timeout: float = 60.0) -> Deployment:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        deployment = Deployment.unscoped.select_related("server").get(pk=deployment_id)
+        deployment = Deployment.unscoped.prefetch_related("replica_set__server").get(pk=deployment_id)
         if deployment.state in states:
             return deployment
         time.sleep(0.2)
@@ -146,12 +146,16 @@ def test_deploying_another_tenants_version_is_not_found(acme, globex, digits_onn
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("choices, code, message", [
-    ({"instances": True}, "invalid_instances", "instances must be a whole number of at least 1."),
-    ({"max_batch_size": True}, "invalid_batch_size", "max_batch_size must be a whole number, 0 or more."),
+    ({"instances": True}, "invalid_instances", "instances must be a whole number from 1 to 32767."),
+    ({"max_batch_size": True}, "invalid_batch_size", "max_batch_size must be a whole number from 0 to 2147483647."),
     # Beyond the columns, and beyond the plan's limits too: a bad request, not a quota refusal.
-    ({"instances": 40000}, "invalid_deployment", "instances: Ensure this value is less than or equal to 32767."),
-    ({"max_batch_size": 2**31}, "invalid_deployment",
-     "max_batch_size: Ensure this value is less than or equal to 2147483647."),
+    ({"instances": 40000}, "invalid_instances", "instances must be a whole number from 1 to 32767."),
+    ({"max_batch_size": 2**31}, "invalid_batch_size", "max_batch_size must be a whole number from 0 to 2147483647."),
+    ({"min_instances": 3, "max_instances": 2}, "invalid_instances", "min_instances (3) cannot exceed max_instances (2)."),
+    ({"keepalive": "sometimes"}, "invalid_keepalive", "Unknown keep-alive policy 'sometimes': choose adaptive or fixed."),
+    ({"preferred_batch_sizes": [8, 128]}, "invalid_batch_size",
+     "Each preferred batch size must be between 1 and max_batch_size (64)."),
+    ({"replicas": 0}, "invalid_replicas", "replicas must be a whole number from 1 to 16."),
 ])
 def test_settings_a_deployment_cannot_have_are_a_platform_error(acme, standard, digits_onnx,  # noqa: F811
                                                                  choices, code, message):

@@ -52,6 +52,10 @@ def server_command(*, repository: Path, backends: Path, bind: str, http_port: in
         f"--model-repository={repository}",
         f"--backend-directory={backends}",
         "--model-control-mode=explicit",
+        # The platform writes complete configurations. Without this flag the Python
+        # backend starts a stub process per load only to auto-complete the config: a
+        # load of the demo model took 1.45 s with it, 0.25 s without.
+        "--disable-auto-complete-config",
         f"--http-address={bind}",
         f"--http-port={http_port}",
         f"--grpc-address={bind}",

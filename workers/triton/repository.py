@@ -33,7 +33,8 @@ def _tensor_block(spec: dict, batched: bool) -> str:
 
 def config_pbtxt(*, triton_name: str, inputs: list[dict], outputs: list[dict], has_batch_dim: bool,
                  native_onnx: bool, gpu: bool, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                 instances: int = 1) -> str:
+                 instances: int = 1, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+                 preferred_batch_sizes: list[int] | None = None) -> str:
     batched = has_batch_dim and max_batch_size > 0
     lines = [f'name: "{triton_name}"']
     lines.append('backend: "onnxruntime"' if native_onnx else 'backend: "python"')
@@ -41,7 +42,10 @@ def config_pbtxt(*, triton_name: str, inputs: list[dict], outputs: list[dict], h
     lines.append("input [\n  " + ",\n  ".join(_tensor_block(s, batched) for s in inputs) + "\n]")
     lines.append("output [\n  " + ",\n  ".join(_tensor_block(s, batched) for s in outputs) + "\n]")
     if batched:
-        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {DEFAULT_QUEUE_DELAY_US} }}")
+        preferred = ""
+        if preferred_batch_sizes:
+            preferred = f"preferred_batch_size: [ {', '.join(str(s) for s in preferred_batch_sizes)} ] "
+        lines.append(f"dynamic_batching {{ {preferred}max_queue_delay_microseconds: {queue_delay_us} }}")
     kind = "KIND_GPU" if gpu else "KIND_CPU"
     lines.append(f"instance_group [ {{ kind: {kind} count: {instances} }} ]")
     if native_onnx:

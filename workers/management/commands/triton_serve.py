@@ -19,8 +19,13 @@ class Command(BaseCommand):
         parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("TRITON_METRICS_PORT", 8102)))
         parser.add_argument("--bind", default="127.0.0.1", help="Address Triton listens on")
         parser.add_argument("--no-register", action="store_true", help="Do not write the server record")
+        parser.add_argument("--memory-mb", type=int, default=int(os.environ.get("TRITON_MEMORY_MB", 0)) or None,
+                            help="Memory it offers to models (default: half of this machine's)")
+        parser.add_argument("--gpus", type=int, default=None,
+                            help="GPUs it has (default: those nvidia-smi lists, none without it)")
 
-    def handle(self, *args, name, bind, host, http_port, grpc_port, metrics_port, no_register, **options):
+    def handle(self, *args, name, bind, host, http_port, grpc_port, metrics_port, no_register, memory_mb, gpus,
+               **options):
         root = Path(settings.TRITON_VAR_DIR)
         repository = root / name / "models"
         repository.mkdir(parents=True, exist_ok=True)
@@ -34,6 +39,8 @@ class Command(BaseCommand):
                     "repository_path": str(repository),
                     "backends": ["python"],
                     "enabled": True,
+                    "memory_mb": memory_mb or machine_memory_mb() // 2,
+                    "gpus": gpus if gpus is not None else gpus_visible(),
                 },
             )
         command = server_command(repository=repository, backends=backends, bind=bind, http_port=http_port,
@@ -41,3 +48,20 @@ class Command(BaseCommand):
         self.stdout.write(f"triton {name}: http {http_port}, grpc {grpc_port}, repository {repository}")
         self.stdout.flush()
         os.execve(command[0], command, server_environment())
+
+
+def machine_memory_mb() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+
+
+def gpus_visible() -> int:
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
