@@ -21,6 +21,9 @@ The model of time, at the trace's one-minute granularity:
 - A pre-warm is a load that no invocation asked for (a "load" minute after an "unload"
   one); counted, not charged.
 
+Policies: fixed 10 and 60 minutes, and adaptive (the hybrid histogram) learning with
+the fixed 10 minutes, as `policy_for` builds them for the autoscaler.
+
 Prints a table per policy and, as its last line, one JSON object keyed by policy.
 """
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from workers.keepalive import FixedKeepAlive, HybridHistogram, Policy
+from workers.keepalive import Policy, policy_for
 
 
 @dataclass
@@ -96,7 +99,8 @@ def replay(policy: Policy, functions: list[Function]) -> ReplayResult:
 
 
 def policies() -> list[Policy]:
-    return [FixedKeepAlive(10), FixedKeepAlive(60), HybridHistogram()]
+    """The adaptive policy learns with the 10-minute keep-alive it is compared with."""
+    return [policy_for("fixed", 10), policy_for("fixed", 60), policy_for("adaptive", 10)]
 
 
 def main(argv: list[str] | None = None) -> int:
