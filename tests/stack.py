@@ -141,6 +141,31 @@ class PlatformStack:
         return self._spawn("metering", [PYTHON, "manage.py", "metering_consume", "--claim-idle-ms",
                                         str(claim_idle_ms)])
 
+    def triton_start(self, name: str, *, memory_mb: int = 8192) -> tuple[subprocess.Popen, str]:
+        """Another Triton server, registered with `memory_mb` of capacity; returns its process and URL."""
+        from workers.models import TritonServer
+
+        http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+        proc = self._spawn(name, [
+            PYTHON, "manage.py", "triton_serve", "--no-register", "--name", name, "--http-port", str(http_port),
+            "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+        ])
+        url = f"http://127.0.0.1:{http_port}"
+        wait_http(f"{url}/v2/health/ready", 60, proc, self.workdir / f"{name}.log")
+        TritonServer.objects.update_or_create(name=name, defaults={
+            "http_url": url, "grpc_url": f"127.0.0.1:{grpc_port}",
+            "repository_path": str(Path(settings.TRITON_VAR_DIR) / name / "models"), "backends": ["python"],
+            "enabled": True, "healthy": True, "memory_mb": memory_mb,
+        })
+        return proc, url
+
+    def kill(self, name: str) -> None:
+        """Kill a process of the stack at once (SIGKILL), as a crash would."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
     def register_servers(self) -> None:
         from workers.models import TritonServer
 
@@ -153,8 +178,10 @@ class PlatformStack:
                 "backends": ["python"],
                 "enabled": True,
                 "healthy": True,
+                "memory_mb": 8192,
             },
         )
+        # Servers a test started and registered are gone with its database.
 
     def wait_quiet(self, timeout: float = 30.0) -> None:
         """Wait until usage events are ingested and no deployment is in transition."""
