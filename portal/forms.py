@@ -2,6 +2,7 @@
 from django import forms
 
 from tenants.models import Hardware, Quota, Scope
+from workers.models import KeepAlive
 
 
 class ModelUploadForm(forms.Form):
@@ -22,6 +23,30 @@ class DeployForm(forms.Form):
     instances = forms.IntegerField(min_value=1, max_value=32767, required=False)
     hardware = forms.ChoiceField(choices=Hardware.choices, required=False)
     max_batch_size = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False, label="Max batch size")
+
+
+class DeploymentSettingsForm(forms.Form):
+    """A deployment's scaling and batching settings, all of them at once. The service checks
+    how they fit together and against the plan."""
+
+    min_instances = forms.IntegerField(min_value=0, max_value=32767, label="Min instances",
+                                       help_text="0 lets it scale to zero when idle")
+    max_instances = forms.IntegerField(min_value=1, max_value=32767, label="Max instances")
+    replicas = forms.IntegerField(min_value=1, label="Replicas", help_text="Triton servers it runs on while warm")
+    keepalive = forms.ChoiceField(choices=KeepAlive.choices, label="Keep-alive")
+    keepalive_idle_s = forms.IntegerField(min_value=1, label="Idle seconds before unloading",
+                                          help_text="Fixed policy; the adaptive one uses it while it learns")
+    max_batch_size = forms.IntegerField(min_value=0, max_value=2**31 - 1, label="Max batch size")
+    max_queue_delay_us = forms.IntegerField(min_value=0, label="Max queue delay (µs)")
+    preferred_batch_sizes = forms.CharField(required=False, label="Preferred batch sizes", widget=forms.TextInput(
+        attrs={"placeholder": "e.g. 4, 8", "autocomplete": "off"}))
+
+    def clean_preferred_batch_sizes(self) -> list[int]:
+        parts = [part.strip() for part in self.cleaned_data["preferred_batch_sizes"].split(",") if part.strip()]
+        try:
+            return [int(part) for part in parts]
+        except ValueError:
+            raise forms.ValidationError("Enter whole numbers separated by commas, e.g. 4, 8.") from None
 
 
 class ScopeLimitsForm(forms.ModelForm):

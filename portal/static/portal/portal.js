@@ -36,7 +36,7 @@
   const tenant = document.body.dataset.tenant;
   if (!tenant || !document.querySelector("[data-deployment]")) return;
 
-  const LABELS = { pending: "Pending", loading: "Loading", ready: "Ready", failed: "Failed",
+  const LABELS = { pending: "Pending", loading: "Loading", ready: "Ready", cold: "Scaled to zero", failed: "Failed",
                    unloading: "Undeploying", undeployed: "Undeployed" };
   const UNSETTLED = new Set(["pending", "loading", "unloading"]);
   const indicator = document.querySelector("[data-live-indicator]");
@@ -59,7 +59,16 @@
       }
       const set = (selector, text) => { const el = row.querySelector(selector); if (el) el.textContent = text; };
       set("[data-error]", d.error || "");
-      set("[data-server]", d.server || "–");
+      // The websocket sends the servers of the ready replicas; the REST API sends every replica.
+      const servers = Array.isArray(d.replicas) ? d.replicas
+        : Array.isArray(d.placement) ? d.placement.filter((r) => r.state === "ready").map((r) => r.server) : null;
+      set("[data-server]", (servers ? servers.join(", ") : d.server) || "–");
+      if (servers) set("[data-replicas-ready]", String(servers.length));
+      if (d.instances !== undefined) {
+        row.querySelectorAll("[data-instances]").forEach((el) => {
+          el.textContent = String(d.state === "cold" ? 0 : d.instances);
+        });
+      }
       set("[data-load]", d.load_seconds ? `${Number(d.load_seconds).toFixed(2)} s` : "–");
       row.querySelectorAll("[data-show-when]").forEach((el) => { el.hidden = el.dataset.showWhen !== d.state; });
       row.querySelectorAll("[data-hide-when]").forEach((el) => { el.hidden = el.dataset.hideWhen === d.state; });
