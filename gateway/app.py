@@ -303,10 +303,11 @@ def route_check(admitted: Admitted, name: str) -> None:
         raise not_ready(f"Deployment '{name}' is {state or 'not ready'}; retry shortly.")
 
 
-async def route_ready(admitted: Admitted, name: str) -> None:
+async def route_ready(admitted: Admitted, name: str, hold: bool = True) -> None:
     """Hold a request to a cold (or loading) deployment until it is ready, for at most
-    COLD_START_TIMEOUT_S; then refuse what cannot be served (HTTP and gRPC alike)."""
-    if admitted.state in WAKING_STATES and admitted.deployment_id:
+    COLD_START_TIMEOUT_S; then refuse what cannot be served (HTTP and gRPC alike).
+    Readiness questions are not held: a deployment that is not loaded is not ready."""
+    if hold and admitted.state in WAKING_STATES and admitted.deployment_id:
         try:
             held_ms = await gateway.coldstarts.hold(admitted, name)
         except HoldTimeout:
@@ -350,7 +351,7 @@ async def forward(admitted: Admitted, name: str, version: str, endpoint: str, me
                   content_type: bytes | None, header_length: bytes | None) -> tuple[list, float, bytes]:
     """Send the request to the deployment's Triton server: the response headers, the
     milliseconds Triton took, and the payload in the caller's names."""
-    await route_ready(admitted, name)
+    await route_ready(admitted, name, hold=endpoint != "ready")
     forwarded = b""
     if content_type is not None:
         forwarded = b"Content-Type: " + content_type + b"\r\n"

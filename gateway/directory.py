@@ -15,7 +15,8 @@ Layout:
                                           against the plan: rate, burst, conc, mreq, mreq_soft,
                                           mcs, mcs_soft, payload (absent = no limit)
 
-The gateway's own state lives beside it: gw:rate:<scope> (GCRA arrival time),
+gw:wake:<deployment_id> marks a cold deployment whose wake is queued (gateway/coldstart.py);
+going cold again clears it. The gateway's own state lives beside it: gw:rate:<scope> (GCRA arrival time),
 gw:inflight:<scope> (leases of requests in flight) and gw:use:<scope>:<yyyymm> (monthly
 requests and compute microseconds), all written by the gateway's scripts (gateway/lua/).
 """
@@ -28,6 +29,7 @@ LIMITS_PREFIX = "gw:lim:"
 INFLIGHT_PREFIX = "gw:inflight:"
 USE_PREFIX = "gw:use:"
 USAGE_STREAM = "usage:events"
+WAKE_PREFIX = "gw:wake:"
 
 _client: redis.Redis | None = None
 
@@ -75,10 +77,15 @@ def directory_put_api_key(api_key) -> None:
 
 def directory_put_deployment(deployment) -> None:
     name = route_entry_name(deployment.tenant_id, deployment.name)
-    if deployment.is_routable:
-        redis_client().hset(name, mapping=deployment_entry(deployment))
-    else:
+    if not deployment.is_routable:
         redis_client().delete(name)
+        return
+    pipe = redis_client().pipeline(transaction=True)
+    pipe.hset(name, mapping=deployment_entry(deployment))
+    if deployment.state == "cold":
+        # Gone cold: the next call must wake it, whoever woke it last time.
+        pipe.delete(f"{WAKE_PREFIX}{deployment.pk}")
+    pipe.execute()
 
 
 def limits_entry_name(scope: str) -> str:

@@ -334,7 +334,7 @@ class InferenceService(grpc.GenericRpcHandler):
         """Send the request to the deployment's Triton server under Triton's name: the response
         in the caller's name, and the milliseconds Triton took."""
         try:
-            await route_ready(admitted, name)
+            await route_ready(admitted, name, hold=endpoint != "ready")
         except GatewayError as exc:
             raise rejected(exc) from None
         if not admitted.grpc_url:

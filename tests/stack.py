@@ -44,6 +44,9 @@ def database_url() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
+HOLD_TIMEOUT_S = 5
+
+
 class PlatformStack:
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -110,10 +113,12 @@ class PlatformStack:
             "--hostname", f"test-worker-{os.getpid()}@%h",
         ])
         self._spawn("metering", [PYTHON, "manage.py", "metering_consume"])
+        # Calls to a deployment that is not loaded are held this long (tests of the timeout
+        # wait it out), long enough for a cold start on a loaded machine.
         gateway = self._spawn("gateway", [
             PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.gateway_port),
             "--grpc-port", str(self.gateway_grpc_port), "--workers", "1",
-        ])
+        ], env={"GATEWAY_COLD_START_TIMEOUT_S": str(HOLD_TIMEOUT_S)})
         web = self._spawn("web", [
             PYTHON, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(self.portal_port),
             "--no-access-log",

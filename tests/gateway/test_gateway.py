@@ -15,6 +15,7 @@ from gateway.directory import redis_client, route_entry_name
 from graph_editor.samples import digits_dataset
 from graph_editor.services import model_version_upload
 from tenants.services import api_key_create, api_key_revoke
+from tests.stack import HOLD_TIMEOUT_S
 from tests.workers.test_services import wait_for_state
 from workers.models import DeploymentState
 from workers.services import deployment_create, deployment_undeploy
@@ -215,16 +216,21 @@ def write_route(tenant, name, **fields):
 @pytest.mark.parametrize(
     "state, error, code, retry_after, message",
     [
-        ("loading", "", "not_ready", "2", "is loading"),
-        ("pending", "", "not_ready", "2", "is pending"),
+        ("loading", "", "cold_start_timeout", "2", f"is still loading after {HOLD_TIMEOUT_S} s"),
+        ("pending", "", "cold_start_timeout", "2", f"is still loading after {HOLD_TIMEOUT_S} s"),
         ("failed", "bad model", "deployment_failed", None, "failed to load: bad model"),
     ],
 )
 def test_deployments_not_ready_answer_503_and_are_metered(stack, acme, state, error, code, retry_after, message):
+    """A loading deployment holds the call (tests/workers/test_lifecycle.py); one that
+    never becomes ready is answered 503 when the hold times out."""
     api_key, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
     write_route(acme, "warming", state=state, error=error)
+    started = time.monotonic()
     status, headers, body = call(stack, "/v2/models/warming/infer", key=raw, body=infer_body())
+    held = time.monotonic() - started
     assert (status, json.loads(body)["code"], headers.get("Retry-After")) == (503, code, retry_after)
+    assert (held >= HOLD_TIMEOUT_S) == (state != "failed")
     assert message in json.loads(body)["error"]
     [event] = wait_usage(acme, 1)
     assert (event.status, event.api_key_id, event.deployment_name, event.endpoint) == (503, api_key.pk, "warming",
@@ -245,24 +251,26 @@ def test_a_deployment_with_no_server_is_503_loading(stack, acme, digits_onnx):
             assert time.monotonic() < deadline, "the deployment never reached the gateway's directory"
             time.sleep(0.2)
         status, headers, body = answer
-        assert (status, json.loads(body)["code"], headers.get("Retry-After")) == (503, "not_ready", "2")
+        assert (status, json.loads(body)["code"], headers.get("Retry-After")) == (503, "cold_start_timeout", "2")
         assert "retry shortly" in json.loads(body)["error"]
     finally:
         deployment_undeploy(tenant=acme, deployment_id=deployment.pk)
 
 
-def test_triton_unreachable_is_502_fast_and_metered(stack, acme):
+def test_triton_unreachable_is_503_fast_and_metered(stack, acme):
+    """A server that refuses connections (it died) is answered at once with 503 and
+    Retry-After: the health check is replacing it."""
     from tests.stack import free_port
 
     _, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
     write_route(acme, "orphan", http_url=f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
-    status, _, body = call(stack, "/v2/models/orphan/infer", key=raw, body=infer_body())
-    assert status == 502 and json.loads(body)["code"] == "upstream_error"
-    assert "did not answer" in json.loads(body)["error"]
-    assert time.monotonic() - started < 5
+    status, headers, body = call(stack, "/v2/models/orphan/infer", key=raw, body=infer_body())
+    assert (status, json.loads(body)["code"], headers["Retry-After"]) == (503, "server_unavailable", "2")
+    assert "not answering" in json.loads(body)["error"]
+    assert time.monotonic() - started < 1
     [event] = wait_usage(acme, 1)
-    assert (event.status, event.upstream_ms) == (502, None)
+    assert (event.status, event.upstream_ms) == (503, None)
 
 
 def test_a_route_to_a_model_triton_lacks_is_503_retry(stack, acme):

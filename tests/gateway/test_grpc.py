@@ -17,7 +17,7 @@ from graph_editor.samples import digits_dataset
 from tenants.quotas import quota_set
 from tenants.services import api_key_create, api_key_revoke
 from tests.gateway.test_gateway import call, digits_deployment, infer_body, wait_usage, write_route  # noqa: F401
-from tests.stack import free_port
+from tests.stack import HOLD_TIMEOUT_S, free_port
 
 pytestmark = pytest.mark.integration
 Code = grpc.StatusCode
@@ -253,7 +253,8 @@ def test_a_request_over_the_payload_limit_is_resource_exhausted(stack, acme, dig
 @pytest.mark.parametrize(
     "state, error, code, retry_after, message",
     [
-        ("loading", "", Code.UNAVAILABLE, "2", "Deployment 'warming' is loading (loading); retry shortly."),
+        ("loading", "", Code.UNAVAILABLE, "2",
+         f"Deployment 'warming' is still loading after {HOLD_TIMEOUT_S} s; retry shortly."),
         ("failed", "bad model", Code.FAILED_PRECONDITION, None, "Deployment 'warming' failed to load: bad model"),
     ],
 )

@@ -1,0 +1,147 @@
+"""Cold-start benchmark: `python -m workers.bench_coldstart` (`make bench-coldstart`).
+
+Starts the real stack on free ports (Triton, a Celery worker, the gateway, the metering
+consumer; tests/stack.py) on a scratch database and Redis database of its own, deploys
+the demo model (scikit-learn's digits classifier), then repeats: scale it to zero through
+the unload service, wait until it is cold, and time one inference call through the
+gateway from the client's side (a new connection, as a first caller after a quiet spell
+would open). For every run it reads Triton's own load time for that wake (the worker
+times the repository API's load call) and the time the gateway held the call (the usage
+event's cold-start milliseconds), and takes the warm latency of the same call.
+
+    platform overhead = end to end - Triton's load - a warm call's latency
+
+Goal: end to end <= 1.5 s, overhead <= 100 ms. Prints a table and, last, one JSON line."""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+GOAL_END_TO_END_S = 1.5
+GOAL_OVERHEAD_MS = 100.0
+
+
+def environment() -> None:
+    """Scratch database, Redis database and directory of its own, so that it can run
+    beside the test suite or a running platform."""
+    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_coldstart")
+    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / "inference-platform-bench"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
+
+
+def infer(url: str, key: str, body: bytes) -> tuple[int, float, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Authorization": f"Bearer {key}"})
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        payload, status = exc.read(), exc.code
+    return status, time.perf_counter() - started, payload
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10, help="cold starts to time (default 10)")
+    args = parser.parse_args(argv)
+
+    environment()
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+
+    from billing.models import UsageEvent
+    from graph_editor.samples import digits_classifier_onnx, digits_dataset
+    from graph_editor.services import model_version_upload
+    from tenants.models import Tenant
+    from tenants.services import api_key_create
+    from tests.stack import PlatformStack
+    from workers.models import Deployment, DeploymentState
+    from workers.services import deployment_create, deployment_scale_to_zero
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-coldstart-"))
+    stack = PlatformStack(workdir=workdir)
+    stack.start()
+    try:
+        stack.register_servers()
+        tenant = Tenant.objects.create(slug="bench", name="Bench")
+        version = model_version_upload(tenant=tenant, model_name="digits", chunks=[digits_classifier_onnx()])
+        deployment = deployment_create(tenant=tenant, model_version_id=version.pk, name="digits")
+        wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state == DeploymentState.READY, 60, "the deployment")
+        _, key = api_key_create(tenant=tenant, label="bench", scopes=["infer"])
+        url = f"{stack.gateway_url}/v2/models/digits/infer"
+        body = json.dumps({"inputs": [{"name": "X", "shape": [1, 64], "datatype": "FP32",
+                                       "data": digits_dataset()[0][:1].ravel().tolist()}]}).encode()
+
+        warm = []
+        for _ in range(30):
+            status, seconds, payload = infer(url, key, body)
+            assert status == 200, payload
+            warm.append(seconds)
+        warm_s = statistics.median(warm[5:])
+
+        runs = []
+        print(f"{'run':>4}{'end to end ms':>16}{'Triton load ms':>16}{'held ms':>10}{'overhead ms':>13}")
+        for run in range(1, args.runs + 1):
+            deployment_scale_to_zero(tenant=tenant, deployment_id=deployment.pk)
+            wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state == DeploymentState.COLD, 30, "cold")
+            time.sleep(0.3)
+            status, seconds, payload = infer(url, key, body)
+            if status != 200:
+                raise SystemExit(f"cold call failed: {status} {payload[:300]!r}")
+            replica = Deployment.unscoped.get(pk=deployment.pk).replica_set.get()
+            load_s = replica.load_seconds
+            stack.wait_quiet()
+            event = UsageEvent.objects.for_tenant(tenant).filter(cold_start=True).order_by("-occurred_at").first()
+            overhead_ms = (seconds - load_s - warm_s) * 1000
+            runs.append({"end_to_end_ms": round(seconds * 1000, 1), "triton_load_ms": round(load_s * 1000, 1),
+                         "held_ms": round(event.cold_start_ms, 1) if event else None,
+                         "overhead_ms": round(overhead_ms, 1)})
+            print(f"{run:>4}{seconds * 1000:>16.1f}{load_s * 1000:>16.1f}"
+                  f"{(event.cold_start_ms if event else float('nan')):>10.1f}{overhead_ms:>13.1f}")
+    finally:
+        stack.stop()
+        connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+
+    def summary(field: str) -> dict:
+        values = sorted(r[field] for r in runs if r[field] is not None)
+        return {"p50": round(statistics.median(values), 1), "max": round(values[-1], 1)}
+
+    result = {
+        "runs": len(runs), "warm_call_ms": round(warm_s * 1000, 2),
+        "end_to_end_ms": summary("end_to_end_ms"), "triton_load_ms": summary("triton_load_ms"),
+        "held_ms": summary("held_ms"), "overhead_ms": summary("overhead_ms"),
+        "goal_end_to_end_ms": GOAL_END_TO_END_S * 1000, "goal_overhead_ms": GOAL_OVERHEAD_MS,
+    }
+    result["goal_met"] = (result["end_to_end_ms"]["p50"] <= GOAL_END_TO_END_S * 1000
+                          and result["overhead_ms"]["p50"] <= GOAL_OVERHEAD_MS)
+    print(f"warm call {result['warm_call_ms']} ms; end to end p50 {result['end_to_end_ms']['p50']} ms "
+          f"(max {result['end_to_end_ms']['max']}), Triton load p50 {result['triton_load_ms']['p50']} ms, "
+          f"platform overhead p50 {result['overhead_ms']['p50']} ms (max {result['overhead_ms']['max']})")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
