@@ -17,7 +17,8 @@ export PORTAL_URL ?= http://127.0.0.1:$(or $(PORTAL_PORT),8000)
 export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
-.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive clean
+.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive \
+	bench-coldstart bench-replay clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -70,6 +71,11 @@ bench-gateway: venv  ## Gateway vs Triton direct: 1/8/32 clients, JSON, binary, 
 bench-keepalive: venv  ## Replay a trace through fixed and adaptive keep-alive (TRACE=dir, default the shared Azure 2019 day)
 	$(BIN)/python -m workers.keepalive_replay --trace $(or $(TRACE),../shared/traces/azure-functions-2019)
 
+bench-coldstart: setup  ## First response from zero through the real stack vs Triton's own load time (BENCH_ARGS=--runs N)
+	$(BIN)/python -m workers.bench_coldstart $(BENCH_ARGS)
+
+bench-replay: setup  ## Time-compressed live replay of a trace slice (1 trace minute = 1 s) against the simulator (TRACE=dir)
+	$(BIN)/python -m workers.replay_live --trace $(or $(TRACE),../shared/traces/azure-functions-2019) $(BENCH_ARGS)
 
 clean:  ## Remove the venv, frontend dependencies and build, and local state (var/)
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

@@ -130,7 +130,6 @@ class Deployment(TenantOwned):
 class ReplicaState(models.TextChoices):
     LOADING = "loading", "Loading"
     READY = "ready", "Ready"
-    UNLOADING = "unloading", "Unloading"
 
 
 class Replica(models.Model):

@@ -10,6 +10,7 @@ that a call wakes it (the gateway holds the call and queues `deployment_wake`)."
 import logging
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.conf import settings
@@ -37,14 +38,18 @@ MAX_KEEPALIVE_IDLE_S = 7 * 24 * 3600
 MAX_REPLICAS = 16
 
 
+_portal_events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-events")
+
+
 def _publish(deployment: Deployment) -> None:
-    """After commit: the gateway's directory, then the portal's live view."""
+    """After commit: the gateway's directory, then (in the background: a cold start does
+    not wait for it) the portal's live view."""
     def publish():
         fresh = Deployment.unscoped.prefetch_related("replica_set__server").filter(pk=deployment.pk).first()
         if fresh is None:
             return
         directory_put_deployment(fresh)
-        deployment_event_send(fresh)
+        _portal_events.submit(deployment_event_send, fresh)
 
     transaction.on_commit(publish)
 
@@ -438,7 +443,6 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
                 _set_state(current, DeploymentState.FAILED, error=f"Triton could not load the model: {exc}")
         return False
 
-    memory = measured_memory_mb(deployment.triton_name)
     with transaction.atomic():
         current = Deployment.unscoped.select_for_update(of=("self",)).get(pk=deployment.pk)
         if current.state not in (DeploymentState.LOADING, DeploymentState.READY) or \
@@ -448,18 +452,18 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
             if not Replica.objects.filter(pk=replica.pk).exists():
                 _cleanup_in_triton(server, deployment.triton_name, repository)
             return False
-        fields = {"state": ReplicaState.READY, "loaded_at": timezone.now(), "load_seconds": round(seconds, 3)}
-        if memory:
-            fields["memory_mb"] = memory
-        Replica.objects.filter(pk=replica.pk).update(**fields)
-        extra = {"memory_mb": memory} if memory else {}
+        Replica.objects.filter(pk=replica.pk).update(state=ReplicaState.READY, loaded_at=timezone.now(),
+                                                     load_seconds=round(seconds, 3))
         if current.state == DeploymentState.LOADING:
             _set_state(current, DeploymentState.READY, ready_at=timezone.now(), load_seconds=round(seconds, 3),
-                       error="", **extra)
+                       error="")
         else:
-            if extra:
-                Deployment.unscoped.filter(pk=current.pk).update(**extra)
             _publish(current)
+    # Measured once it is routed: a cold call does not wait for it.
+    memory = measured_memory_mb(deployment.triton_name)
+    if memory:
+        Replica.objects.filter(pk=replica.pk).update(memory_mb=memory)
+        Deployment.unscoped.filter(pk=deployment.pk).update(memory_mb=memory)
     return True
 
 

@@ -12,7 +12,8 @@ from portal.events import deployment_event_send
 from workers.models import Deployment, DeploymentState
 from workers.services import deployment_undeploy
 
-EVENT_FIELDS = {"id", "name", "state", "state_label", "error", "server", "ready_at", "load_seconds"}
+EVENT_FIELDS = {"id", "name", "state", "state_label", "error", "server", "replicas", "instances", "ready_at",
+                "load_seconds"}
 
 
 @sync_to_async

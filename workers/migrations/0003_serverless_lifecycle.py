@@ -100,7 +100,7 @@ class Migration(migrations.Migration):
             name='Replica',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('loading', 'Loading'), ('ready', 'Ready'), ('unloading', 'Unloading')], default='loading', max_length=16)),
+                ('state', models.CharField(choices=[('loading', 'Loading'), ('ready', 'Ready')], default='loading', max_length=16)),
                 ('instances', models.PositiveSmallIntegerField(default=1)),
                 ('memory_mb', models.PositiveIntegerField(help_text='Memory it holds on the server: estimated, then measured')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
