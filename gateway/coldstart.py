@@ -17,7 +17,7 @@ import time
 from gateway import config
 
 log = logging.getLogger("gateway.coldstart")
-POLL_S = 0.01
+POLL_S = 0.005
 WAKE_MARKER_MS = 10_000
 WAKE_TASK = "workers.tasks.deployment_wake"
 WAKING_STATES = ("cold", "loading", "pending")

@@ -6,10 +6,11 @@ the demo model (scikit-learn's digits classifier), then repeats: scale it to zer
 the unload service, wait until it is cold, and time one inference call through the
 gateway from the client's side (a new connection, as a first caller after a quiet spell
 would open). For every run it reads Triton's own load time for that wake (the worker
-times the repository API's load call) and the time the gateway held the call (the usage
-event's cold-start milliseconds), and takes the warm latency of the same call.
+times the repository API's load call), the time the gateway held the call and the time
+Triton took to answer it once loaded (both from the call's usage event: the first
+inference of a fresh model instance is slower than a warm one).
 
-    platform overhead = end to end - Triton's load - a warm call's latency
+    platform overhead = end to end - Triton's load - Triton's answer to the call
 
 Goal: end to end <= 1.5 s, overhead <= 100 ms. Prints a table and, last, one JSON line."""
 import argparse
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         warm_s = statistics.median(warm[5:])
 
         runs = []
-        print(f"{'run':>4}{'end to end ms':>16}{'Triton load ms':>16}{'held ms':>10}{'overhead ms':>13}")
+        print(f"{'run':>4}{'end to end ms':>16}{'Triton load ms':>16}{'held ms':>10}{'1st answer ms':>15}"
+              f"{'overhead ms':>13}")
         for run in range(1, args.runs + 1):
             deployment_scale_to_zero(tenant=tenant, deployment_id=deployment.pk)
             wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state == DeploymentState.COLD, 30, "cold")
@@ -114,12 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             load_s = replica.load_seconds
             stack.wait_quiet()
             event = UsageEvent.objects.for_tenant(tenant).filter(cold_start=True).order_by("-occurred_at").first()
-            overhead_ms = (seconds - load_s - warm_s) * 1000
+            if event is None:
+                raise SystemExit("the cold call's usage event did not arrive")
+            overhead_ms = seconds * 1000 - load_s * 1000 - event.upstream_ms
             runs.append({"end_to_end_ms": round(seconds * 1000, 1), "triton_load_ms": round(load_s * 1000, 1),
-                         "held_ms": round(event.cold_start_ms, 1) if event else None,
+                         "held_ms": round(event.cold_start_ms, 1), "first_answer_ms": round(event.upstream_ms, 1),
                          "overhead_ms": round(overhead_ms, 1)})
-            print(f"{run:>4}{seconds * 1000:>16.1f}{load_s * 1000:>16.1f}"
-                  f"{(event.cold_start_ms if event else float('nan')):>10.1f}{overhead_ms:>13.1f}")
+            print(f"{run:>4}{seconds * 1000:>16.1f}{load_s * 1000:>16.1f}{event.cold_start_ms:>10.1f}"
+                  f"{event.upstream_ms:>15.1f}{overhead_ms:>13.1f}")
     finally:
         stack.stop()
         connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "runs": len(runs), "warm_call_ms": round(warm_s * 1000, 2),
         "end_to_end_ms": summary("end_to_end_ms"), "triton_load_ms": summary("triton_load_ms"),
-        "held_ms": summary("held_ms"), "overhead_ms": summary("overhead_ms"),
+        "held_ms": summary("held_ms"), "first_answer_ms": summary("first_answer_ms"),
+        "overhead_ms": summary("overhead_ms"),
         "goal_end_to_end_ms": GOAL_END_TO_END_S * 1000, "goal_overhead_ms": GOAL_OVERHEAD_MS,
     }
     result["goal_met"] = (result["end_to_end_ms"]["p50"] <= GOAL_END_TO_END_S * 1000

@@ -10,6 +10,7 @@ that a call wakes it (the gateway holds the call and queues `deployment_wake`)."
 import logging
 import math
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -379,21 +380,30 @@ def measured_memory_mb(triton_name: str) -> int | None:
     return math.ceil(total_kb / 1024) if found else None
 
 
-def deployment_load_run(*, deployment_id: int, final_attempt: bool = True) -> None:
-    """Place and load the replicas a pending or loading deployment lacks. It is ready
-    (and routed) as soon as one replica is; the others follow. Ends ready, or failed with
+def deployment_load_run(*, deployment_id: int, final_attempt: bool = True, wake: bool = False) -> None:
+    """Place and load the replicas a pending or loading deployment lacks (with `wake`, a
+    cold one: it turns loading in the same transaction that places it). It is ready (and
+    routed) as soon as one replica is; the others follow. Ends ready, or failed with
     nothing left behind; while no server can take it, it stays pending and raises
     PlacementPending, unless this is the final attempt."""
+    started = time.monotonic()
+    states = (DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.READY)
     while True:
         with transaction.atomic():
             deployment = (Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version")
                           .filter(pk=deployment_id).first())
-            if deployment is None or deployment.state not in (DeploymentState.PENDING, DeploymentState.LOADING,
-                                                              DeploymentState.READY):
+            if deployment is None or deployment.state not in (*states, *((DeploymentState.COLD,) if wake else ())):
                 return
-            if deployment.replica_set.count() >= deployment.replicas:
+            if wake and deployment.state == DeploymentState.COLD:
+                deployment.instances = max(1, deployment.min_instances)
+                deployment.state = DeploymentState.LOADING
+                deployment.save(update_fields=["state", "instances", "updated_at"])
+                _publish(deployment)
+            wake = False
+            placed = deployment.replica_set.count()
+            if placed >= deployment.replicas:
                 return
-            has_replica = deployment.replica_set.exists()
+            has_replica = placed > 0
             memory = replica_memory_mb(deployment)
             try:
                 server = server_pick(deployment=deployment, memory_mb=memory)
@@ -412,8 +422,12 @@ def deployment_load_run(*, deployment_id: int, final_attempt: bool = True) -> No
         if server is None:
             _wait_or_fail(deployment_id, reason, final_attempt)
             return
+        placed_ms = (time.monotonic() - started) * 1000
         if not _replica_load(deployment, replica):
             return
+        log.info("deployment %s: replica on %s routed %.0f ms after the task started (placement %.0f ms)",
+                 deployment.pk, replica.server.name, (time.monotonic() - started) * 1000, placed_ms)
+        _replica_measure(deployment, replica)
 
 
 def _replica_load(deployment: Deployment, replica: Replica) -> bool:
@@ -459,12 +473,15 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
                        error="")
         else:
             _publish(current)
-    # Measured once it is routed: a cold call does not wait for it.
+    return True
+
+
+def _replica_measure(deployment: Deployment, replica: Replica) -> None:
+    """Measured once it is routed: a cold call does not wait for it."""
     memory = measured_memory_mb(deployment.triton_name)
     if memory:
         Replica.objects.filter(pk=replica.pk).update(memory_mb=memory)
         Deployment.unscoped.filter(pk=deployment.pk).update(memory_mb=memory)
-    return True
 
 
 def _cleanup_in_triton(server: TritonServer, triton_name: str, repository: Path) -> None:
@@ -491,13 +508,7 @@ def replica_remove(replica: Replica, *, reason: str) -> None:
 
 def deployment_wake_run(*, deployment_id: int) -> None:
     """A call reached a cold deployment (or the autoscaler pre-warms it): load it."""
-    with transaction.atomic():
-        deployment = Deployment.unscoped.select_for_update().filter(pk=deployment_id).first()
-        if deployment is None or deployment.state != DeploymentState.COLD:
-            return
-        deployment.instances = max(1, deployment.min_instances)
-        _set_state(deployment, DeploymentState.LOADING, instances=deployment.instances)
-    deployment_load_run(deployment_id=deployment_id)
+    deployment_load_run(deployment_id=deployment_id, wake=True)
 
 
 def deployment_scale_down_run(*, deployment_id: int, reason: str) -> None:
