@@ -142,11 +142,15 @@ def test_the_autoscaler_scales_an_idle_deployment_to_zero(stack, acme, digits_on
     _, key = api_key_create(tenant=acme, label="client", scopes=["infer"])
     assert call(stack, "/v2/models/digits/infer", key=key, body=infer_body())[0] == 200
     now = autoscaler.redis_now_ms()
-    # Fixed 60 s on a clock whose minute lasts 1 s: a minute of the policy's clock.
     assert autoscaler.autoscale_run(now) == {}
-    assert Deployment.unscoped.get(pk=deployment.pk).last_used_at is not None
-    assert autoscaler.autoscale_run(now + 1500) == {}
-    assert autoscaler.autoscale_run(now + 2500) == {deployment.pk: "scale_to_zero"}
+    seen = Deployment.unscoped.get(pk=deployment.pk)
+    assert seen.last_used_at is not None
+    # The call is the invocation-minute m (a minute of the policy's clock lasts 1 s here),
+    # ending at m + 1; fixed 60 s is one minute more.
+    minute = seen.keepalive_state["minute"]
+    assert minute in (now // 1000, now // 1000 - 1)
+    assert autoscaler.autoscale_run(minute * 1000 + 1900) == {}
+    assert autoscaler.autoscale_run(minute * 1000 + 2100) == {deployment.pk: "scale_to_zero"}
     wait_for_state(deployment.pk, {DeploymentState.COLD}, timeout=20)
     assert not loaded_in(stack.triton_url, deployment.triton_name)
 
@@ -164,12 +168,14 @@ def test_the_autoscaler_prewarms_before_the_predicted_call(stack, acme, digits_o
         history.on_invocation(deployment.pk, minute, ends_at=minute + 1)
     Deployment.unscoped.filter(pk=deployment.pk).update(keepalive_state={
         "policy": history.state_dump(deployment.pk), "minute": now_minute - 10})
-    expected = history.on_invocation(deployment.pk, now_minute, ends_at=now_minute + 1)
-    assert expected.prewarm_at is not None, history.pattern(deployment.pk)
 
     _, key = api_key_create(tenant=acme, label="client", scopes=["infer"])
     assert call(stack, "/v2/models/digits/infer", key=key, body=infer_body())[0] == 200
-    autoscaler.autoscale_run(now_minute * 1000 + 500)
+    autoscaler.autoscale_run(autoscaler.redis_now_ms())
+    # The call's minute as the autoscaler saw it (the clock may have ticked since now_minute).
+    minute = Deployment.unscoped.get(pk=deployment.pk).keepalive_state["minute"]
+    expected = history.on_invocation(deployment.pk, minute, ends_at=minute + 1)
+    assert expected.prewarm_at is not None, history.pattern(deployment.pk)
     after_call = math.ceil(expected.unload_after) * 1000 + 100
     assert autoscaler.autoscale_run(after_call) == {deployment.pk: "scale_to_zero"}
     wait_for_state(deployment.pk, {DeploymentState.COLD}, timeout=20)
