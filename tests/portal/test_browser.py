@@ -25,6 +25,12 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
+@pytest.fixture(autouse=True)
+def storage():
+    """Models uploaded by a test here must be where the stack's processes read them (the
+    test settings' own storage), not in the scratch directory other portal tests use."""
+
+
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
     """Screenshots of this run only."""
@@ -216,3 +222,46 @@ def test_without_a_websocket_the_page_polls_the_rest_api(stack, alice, loading_d
     shot(page, "polling-01-ready-without-websocket")
     # This test body's own database connection (Playwright's event loop gave it a fresh one).
     connection.close()
+
+
+def test_unload_now_then_a_call_wakes_the_deployment_live(stack, acme, alice, digits_onnx, browser_page):
+    """An owner scales a deployment to zero from the page; a client's call wakes it; the
+    page follows both without a reload and counts the cold start."""
+    from graph_editor.services import model_version_upload
+    from tenants.services import api_key_create
+    from tests.workers.test_services import wait_for_state
+    from workers.services import deployment_create
+
+    tenant = acme
+    version = model_version_upload(tenant=tenant, model_name="digits", chunks=[digits_onnx])
+    deployment = deployment_create(tenant=tenant, model_version_id=version.pk)
+    loaded = wait_for_state(deployment.pk, {DeploymentState.READY, DeploymentState.FAILED})
+    assert loaded.state == "ready", loaded.error
+    _, secret = api_key_create(tenant=tenant, label="client", scopes=["infer"])
+
+    page = browser_page
+    page.goto(f"{stack.portal_url}/login/?next=/deployments/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-password-1")
+    page.click("button:has-text('Sign in')")
+    row = f"#deployments tr[data-deployment='{deployment.pk}']"
+    page.wait_for_selector(f"{row} .badge.state-ready")
+    page.click(f"{row} button:has-text('Unload now')")
+    page.wait_for_selector(".flash.success")
+    page.evaluate("window.notReloaded = true")
+    page.wait_for_selector(f"{row} .badge.state-cold", timeout=30_000)
+    assert page.inner_text(f"{row} [data-state-label]") == "Scaled to zero"
+    assert not page.is_visible(f"{row} button:has-text('Unload now')")
+    shot(page, "10-scaled-to-zero")
+
+    client = triton_http.InferenceServerClient(url=stack.gateway_url.removeprefix("http://"))
+    infer_input = triton_http.InferInput("X", [1, 64], "FP32")
+    infer_input.set_data_from_numpy(digits_dataset()[0][:1])
+    result = client.infer("digits", [infer_input], headers={"Authorization": f"Bearer {secret}"})
+    assert result.as_numpy("label").reshape(-1)[0] == int(np.argmax(result.as_numpy("probabilities")[0]))
+    page.wait_for_selector(f"{row} .badge.state-ready", timeout=30_000)
+    assert page.evaluate("window.notReloaded") is True
+    stack.wait_quiet()
+    page.reload()
+    assert page.inner_text(f"{row} [data-coldstarts]").startswith("1 of 1")
+    shot(page, "11-woken-by-a-call")

@@ -67,14 +67,13 @@ def test_the_page_shows_placement_instances_keepalive_and_cold_starts(client, al
     client.force_login({"alice": alice, "carol": carol}[who])
     page = client.get("/deployments/").content.decode()
     [header, idle, digits] = table_rows(page, "deployments")
-    assert header == ["Name", "Model", "State", "Replicas", "Load time", "Gateway endpoint", "Instances", "Keep-alive",
-                      "Cold starts", ""]
-    assert digits[2:4] == ["Ready", "triton-a 1 of 2 replicas"]
-    assert digits[6:9] == ["2 now min 0 · max 3", "Adaptive learns its idle times",
+    assert header == ["Name and endpoint", "Model", "State", "Replicas", "Instances", "Keep-alive", "Cold starts", ""]
+    assert digits[2:4] == ["Ready", "triton-a 1 of 2 replicas load –"]
+    assert digits[4:7] == ["2 now min 0 · max 3", "Adaptive learns its idle times",
                            "2 of 8 (25%) p50 400 ms · p99 498 ms"]
     assert idle[0].endswith("0 × CPU · batches up to 64")
-    assert idle[2:4] == ["Scaled to zero", "– 0 of 1 replica"]
-    assert idle[6:9] == ["0 now min 0 · max 1", "Fixed unloads after 15 min idle", "no calls yet"]
+    assert idle[2:4] == ["Scaled to zero", "– 0 of 1 replica load –"]
+    assert idle[4:7] == ["0 now min 0 · max 1", "Fixed unloads after 15 min idle", "no calls yet"]
     assert f'<tr data-deployment="{scaling_objects["idle"].pk}">' in page
     assert 'class="badge state-cold"' in page
 
@@ -88,7 +87,7 @@ def test_owners_get_unload_and_settings_where_they_apply(client, alice, scaling_
     assert "hidden" not in unload_form(page, digits)
     assert "hidden" in unload_form(page, idle)  # shown by the live update once it is ready again
     assert f'action="/deployments/{warm.pk}/unload/"' not in page  # min_instances keeps it warm
-    assert table_rows(page, "deployments")[1][7] == "Adaptive kept warm: never below 1"
+    assert table_rows(page, "deployments")[1][5] == "Adaptive kept warm: never below 1"
     for deployment in (digits, idle, warm):
         assert f'action="/deployments/{deployment.pk}/settings/"' in page
     assert f'name="d{digits.pk}-max_instances" value="3"' in page
@@ -115,8 +114,8 @@ def test_saving_the_settings_changes_the_deployment(client, alice, scaling_objec
                                    "preferred_batch_sizes": [4, 8, 16]}
     page = response.content.decode()
     digits_row = table_rows(page, "deployments")[2]
-    assert digits_row[3] == "triton-a 1 of 1 replica"
-    assert digits_row[6:8] == ["2 now min 1 · max 4", "Fixed kept warm: never below 1"]
+    assert digits_row[3] == "triton-a 1 of 1 replica load –"
+    assert digits_row[4:6] == ["2 now min 1 · max 4", "Fixed kept warm: never below 1"]
     assert f'name="d{digits.pk}-preferred_batch_sizes" value="4, 8, 16"' in page
     assert f'action="/deployments/{digits.pk}/unload/"' not in page
 
