@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -42,6 +42,14 @@ MAX_REPLICAS = 16
 _portal_events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-events")
 
 
+def _event_send(deployment: Deployment) -> None:
+    try:
+        deployment_event_send(deployment)
+    finally:
+        # This thread's database connection, if anything opened one, is not left behind.
+        connections.close_all()
+
+
 def _publish(deployment: Deployment) -> None:
     """After commit: the gateway's directory, then (in the background: a cold start does
     not wait for it) the portal's live view."""
@@ -50,7 +58,7 @@ def _publish(deployment: Deployment) -> None:
         if fresh is None:
             return
         directory_put_deployment(fresh)
-        _portal_events.submit(deployment_event_send, fresh)
+        _portal_events.submit(_event_send, fresh)
 
     transaction.on_commit(publish)
 
