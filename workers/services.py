@@ -198,7 +198,8 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
         deployment.instances = min(max(deployment.instances, max(1, deployment.min_instances)),
                                    deployment.max_instances)
         _quota_check(tenant, deployment.model_version, deployment, exclude=deployment.pk)
-        deployment.save()
+        # Only these columns: the autoscaler writes the policy's state beside them.
+        deployment.save(update_fields=[*values, "instances", "updated_at"])
         _publish(deployment)
         reload = changed & {"max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "min_instances",
                             "max_instances"}
