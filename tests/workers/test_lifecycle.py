@@ -11,11 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from billing.models import UsageEvent
 from gateway.directory import redis_client, route_entry_name
 from graph_editor.services import model_version_upload
 from tenants.services import api_key_create
-from tests.gateway.test_gateway import call, infer_body
+from tests.gateway.test_gateway import call, infer_body, wait_usage
 from tests.workers.test_services import wait_for_state
 from workers import autoscaler
 from workers.keepalive import HybridHistogram
@@ -49,16 +48,6 @@ def scale_to_zero(tenant, deployment: Deployment) -> Deployment:
     return cold
 
 
-def wait_events(tenant, count: int, timeout: float = 15.0) -> list[UsageEvent]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = list(UsageEvent.objects.for_tenant(tenant).order_by("occurred_at"))
-        if len(rows) >= count:
-            return rows
-        time.sleep(0.2)
-    raise AssertionError(f"expected {count} usage events, have {len(rows)}")
-
-
 def test_a_cold_deployment_wakes_on_a_call_and_concurrent_calls_share_one_load(stack, acme, digits_onnx):
     deployment = deploy(acme, digits_onnx)
     _, key = api_key_create(tenant=acme, label="client", scopes=["infer"])
@@ -85,7 +74,7 @@ def test_a_cold_deployment_wakes_on_a_call_and_concurrent_calls_share_one_load(s
 
     # A warm call is not a cold start; the held ones are, with how long they waited.
     assert call(stack, "/v2/models/digits/infer", key=key, body=infer_body())[0] == 200
-    events = wait_events(acme, 10)
+    events = wait_usage(acme, 10)
     cold = [e for e in events if e.cold_start]
     assert len(cold) == 8 and all(0 < e.cold_start_ms < elapsed * 1000 + 100 for e in cold)
     assert not events[0].cold_start and not events[-1].cold_start
@@ -185,7 +174,7 @@ def test_the_autoscaler_prewarms_before_the_predicted_call(stack, acme, digits_o
     assert loaded_in(stack.triton_url, warm.triton_name)
     # The predicted call finds it warm.
     assert call(stack, "/v2/models/digits/infer", key=key, body=infer_body())[0] == 200
-    events = wait_events(acme, 2)
+    events = wait_usage(acme, 2)
     assert not events[-1].cold_start
 
 

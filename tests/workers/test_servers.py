@@ -27,6 +27,13 @@ def inferences_on(url: str, triton_name: str) -> int:
     return sum(s["inference_stats"]["success"]["count"] for s in stats["model_stats"])
 
 
+def wait_replicas(deployment: Deployment, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while Replica.objects.filter(deployment=deployment, state="ready").count() < count:
+        assert time.monotonic() < deadline, f"{count} replicas did not load"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def second_server(stack):
     proc, url = stack.triton_start("triton-b")
@@ -70,10 +77,7 @@ def test_placement_prefers_room_and_evicts_the_least_recently_used_idle_deployme
 def test_replicas_on_two_servers_share_the_calls(stack, second_server, acme, digits_onnx):
     server_b, url_b = second_server
     deployment = deploy(acme, digits_onnx, replicas=2)
-    deadline = time.monotonic() + 20
-    while Replica.objects.filter(deployment=deployment, state="ready").count() < 2:
-        assert time.monotonic() < deadline, "the second replica did not load"
-        time.sleep(0.1)
+    wait_replicas(deployment, 2)
     _, key = api_key_create(tenant=acme, label="client", scopes=["infer"])
     time.sleep(0.2)
     with ThreadPoolExecutor(8) as pool:
@@ -111,10 +115,7 @@ def test_a_dead_server_gets_fast_503s_then_its_deployments_move(stack, second_se
 def test_a_replica_on_a_dead_server_is_skipped_for_the_live_one(stack, second_server, acme, digits_onnx):
     server_b, url_b = second_server
     deployment = deploy(acme, digits_onnx, replicas=2)
-    deadline = time.monotonic() + 20
-    while Replica.objects.filter(deployment=deployment, state="ready").count() < 2:
-        assert time.monotonic() < deadline, "the second replica did not load"
-        time.sleep(0.1)
+    wait_replicas(deployment, 2)
     _, key = api_key_create(tenant=acme, label="client", scopes=["infer"])
     stack.kill("triton-b")
     statuses = [call(stack, "/v2/models/digits/infer", key=key, body=infer_body())[0] for _ in range(10)]
