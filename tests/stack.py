@@ -218,3 +218,11 @@ class PlatformStack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+    def beat_start(self, env: dict) -> subprocess.Popen:
+        """Celery beat with the stack's environment and `env` on top (the schedule reads its
+        intervals, e.g. AUTOSCALE_INTERVAL_S, at import); its schedule file lives in the workdir."""
+        return self._spawn("beat", [
+            PYTHON, "-m", "celery", "-A", "workers.celery", "beat", "--loglevel", "WARNING",
+            "--schedule", str(self.workdir / "celerybeat-schedule"),
+        ], env)
