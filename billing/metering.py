@@ -11,7 +11,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 import redis
 
 from billing.models import QuotaAlert, UsageEvent
@@ -169,7 +169,7 @@ def consume(*, consumer: str | None = None, batch: int = 500, block_ms: int = 10
             time.sleep(1)
             continue
         if entries:
-            total += usage_ingest(entries)
+            total += _ingest_retrying(entries)
             ids = [entry_id for entry_id, _ in entries]
             pipe = r.pipeline()
             pipe.xack(USAGE_STREAM, GROUP, *ids)
@@ -178,6 +178,21 @@ def consume(*, consumer: str | None = None, batch: int = 500, block_ms: int = 10
         elif once:
             return total
         connection.close_if_unusable_or_obsolete()
+
+
+def _ingest_retrying(entries: list, attempts: int = 5) -> int:
+    """Ingest a batch; a transaction the database aborted (a deadlock with the control
+    plane's row locks, a dropped connection) is tried again, with the same batch."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return usage_ingest(entries)
+        except OperationalError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("metering: batch of %d not written (%s); retrying", len(entries), exc)
+            connection.close_if_unusable_or_obsolete()
+            time.sleep(0.1 * attempt)
+    return 0
 
 
 def _next_entries(r, consumer: str, batch: int, block_ms: int | None, claim_idle_ms: int) -> list:

@@ -308,9 +308,12 @@ async def route_ready(admitted: Admitted, name: str, hold: bool = True) -> None:
     COLD_START_TIMEOUT_S; then refuse what cannot be served (HTTP and gRPC alike).
     Readiness questions are not held: a deployment that is not loaded is not ready."""
     if hold and admitted.state in WAKING_STATES and admitted.deployment_id:
+        started = time.perf_counter()
         try:
             held_ms = await gateway.coldstarts.hold(admitted, name)
         except HoldTimeout:
+            # A cold start all the same: the usage event says how long it was held.
+            admitted.cold_ms = f"{(time.perf_counter() - started) * 1000:.1f}"
             raise GatewayError(503, "cold_start_timeout",
                                f"Deployment '{name}' is still loading after {config.COLD_START_TIMEOUT_S:g} s; "
                                "retry shortly.", retry_after=config.RETRY_AFTER_S) from None

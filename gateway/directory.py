@@ -7,7 +7,7 @@ start-up, so a lost projection heals itself within seconds.
 
 Layout:
   gw:key:<sha256 of key>            hash  tenant_id, key_id, scopes, revoked
-  gw:route:<tenant_id>:<name>       hash  deployment_id, model_version_id, triton_model,
+  gw:route:<tenant_id>:<name>       hash  v (version), deployment_id, model_version_id, triton_model,
                                           state, http_url, grpc_url (of its ready replicas,
                                           space-separated), error
   gw:lim:<scope>                    hash  the request-path limits of a scope (t:<tenant_id>,
@@ -58,9 +58,22 @@ def api_key_entry(api_key) -> dict:
     }
 
 
+# Writes a route unless Redis holds a newer one: two publishers that read the row at
+# different times may reach Redis in the other order, and the older state must not win.
+ROUTE_PUT = """
+local current = redis.call('HGET', KEYS[1], 'v')
+if current and tonumber(current) > tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '' then redis.call('DEL', ARGV[1]) end
+return 1
+"""
+
+
 def deployment_entry(deployment) -> dict:
     servers = [replica.server for replica in deployment.replicas_ready() if replica.server.healthy]
     return {
+        # The version: the row's last change (microseconds), first so that ROUTE_PUT finds it.
+        "v": int(deployment.updated_at.timestamp() * 1_000_000) if deployment.updated_at else 0,
         "deployment_id": deployment.pk,
         "model_version_id": deployment.model_version_id,
         "triton_model": deployment.triton_name,
@@ -80,12 +93,11 @@ def directory_put_deployment(deployment) -> None:
     if not deployment.is_routable:
         redis_client().delete(name)
         return
-    pipe = redis_client().pipeline(transaction=True)
-    pipe.hset(name, mapping=deployment_entry(deployment))
-    if deployment.state == "cold":
-        # Gone cold: the next call must wake it, whoever woke it last time.
-        pipe.delete(f"{WAKE_PREFIX}{deployment.pk}")
-    pipe.execute()
+    entry = deployment_entry(deployment)
+    args = [item for pair in entry.items() for item in pair]
+    # Gone cold: the next call must wake it, whoever woke it last time.
+    wake = f"{WAKE_PREFIX}{deployment.pk}" if deployment.state == "cold" else ""
+    redis_client().eval(ROUTE_PUT, 1, name, wake, *args)
 
 
 def limits_entry_name(scope: str) -> str:

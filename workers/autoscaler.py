@@ -12,8 +12,11 @@ upstream microseconds), and then:
   minute, so the live policy hears exactly what the replay simulator would;
 - asks the policy whether the deployment should be resident now: "unload" scales a
   warm deployment to zero, "load" pre-warms a cold one (min_instances >= 1 keeps it warm
-  whatever the policy says). A deployment never called yet keeps its keep-alive idle
-  seconds from when it became ready;
+  whatever the policy says). The simulator loads instantly at the start of a pre-warm
+  window; live, the load has to be done by then, so the autoscaler looks ahead by a pass
+  and the deployment's load time (`_lead_s`): a pre-warm due by then starts now, and a
+  warm deployment due for one then is not unloaded in between. A deployment never
+  called yet keeps its keep-alive idle seconds from when it became ready;
 - sets the Triton instance count from demand: the upstream time of the pass over its
   length is the average number of requests in service; each instance should carry at
   most TARGET_BUSY of one, within [max(1, min_instances), max_instances]. More instances
@@ -120,6 +123,9 @@ def _deployment_pass(deployment: Deployment, activity: dict, now_ms: int, now_mi
             wanted = "keep" if now_ms / 1000 < since + deployment.keepalive_idle_s else "unload"
         else:
             wanted = policy.decide(deployment.pk, now_minutes)
+            if wanted == "unload" and policy.decide(deployment.pk, now_minutes + _lead_s(deployment) / minute_s) \
+                    == "load":
+                wanted = "load"
         if wanted == "unload" and deployment.state == DeploymentState.READY:
             tasks.deployment_scale_down.delay(deployment.pk, f"idle ({deployment.keepalive} keep-alive)")
             action = "scale_to_zero"
@@ -138,6 +144,14 @@ def _deployment_pass(deployment: Deployment, activity: dict, now_ms: int, now_mi
     if action:
         log.info("autoscaler: %s %s", action, deployment.triton_name)
     return action
+
+
+def _lead_s(deployment: Deployment) -> float:
+    """How far ahead a pre-warm starts: the policy wants the deployment resident from the
+    start of its pre-warm window, and the load must be done by then. The next pass may
+    come an interval later, and a load takes about its last load time (twice that, for a
+    busy server; at least a second)."""
+    return settings.AUTOSCALE_INTERVAL_S + max(1.0, 2 * (deployment.load_seconds or 0))
 
 
 def _instances_pass(deployment: Deployment, activity: dict, now_ms: int, interval_s: float, state: dict,

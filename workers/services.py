@@ -516,8 +516,9 @@ def replica_remove(replica: Replica, *, reason: str) -> None:
 
 
 def deployment_wake_run(*, deployment_id: int) -> None:
-    """A call reached a cold deployment (or the autoscaler pre-warms it): load it."""
-    deployment_load_run(deployment_id=deployment_id, wake=True)
+    """A call reached a cold deployment (or the autoscaler pre-warms it): load it. With no
+    server able to take it now, it waits (PlacementPending; the load task retries)."""
+    deployment_load_run(deployment_id=deployment_id, wake=True, final_attempt=False)
 
 
 def deployment_scale_down_run(*, deployment_id: int, reason: str) -> None:
@@ -592,7 +593,7 @@ def servers_check_run() -> dict:
 
     result = {}
     for server in TritonServer.objects.filter(enabled=True):
-        healthy = triton.server_ready(server.http_url)
+        healthy = triton.server_live(server.http_url)
         fields = {"healthy": healthy}
         if healthy:
             fields["last_seen_at"] = timezone.now()

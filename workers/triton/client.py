@@ -33,9 +33,12 @@ def _request(base_url: str, method: str, path: str, body: dict | None = None, ti
         raise TritonUnreachable(f"Triton at {base_url} is unreachable: {exc}") from exc
 
 
-def server_ready(base_url: str, timeout: float = 2.0) -> bool:
+def server_live(base_url: str, timeout: float = 2.0) -> bool:
+    """Whether the server answers. Liveness, not readiness: with strict readiness (Triton's
+    default) /v2/health/ready is 400 while any model loads or unloads, which a server that
+    scales models to zero and back does all the time."""
     try:
-        status, _ = _request(base_url, "GET", "/v2/health/ready", timeout=timeout)
+        status, _ = _request(base_url, "GET", "/v2/health/live", timeout=timeout)
     except TritonError:
         return False
     return status == 200
