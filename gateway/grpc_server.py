@@ -211,6 +211,12 @@ def upstream_failure(exc: aio.AioRpcError, triton_model: str, name: str, version
     return Rejected(Code.INTERNAL, 502, f"The inference server failed ({code.name}): {message}")
 
 
+def unreachable(exc: aio.AioRpcError) -> bool:
+    """The server could not be connected to at all (its process is gone)."""
+    details = (exc.details() or "").lower()
+    return exc.code() == Code.UNAVAILABLE and ("failed to connect" in details or "connection refused" in details)
+
+
 def grpc_usage_event(admitted: Admitted, name: str, endpoint: str, status: int, started: float,
                      upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
     """HTTP's usage event (gateway.admission.usage_event), for a gRPC request."""
@@ -340,17 +346,26 @@ class InferenceService(grpc.GenericRpcHandler):
         if not admitted.grpc_url:
             raise Rejected(Code.FAILED_PRECONDITION, 502,
                            f"Deployment '{name}' is served without a gRPC endpoint; use the HTTP API.")
-        target = gateway.replicas.pick(admitted.grpc_url)
-        if target is None:
+        upstream = renamed(request, name_spans, admitted.triton_model)
+        replicas, tried = gateway.replicas, ""
+        for _ in range(2):
+            target = replicas.pick(admitted.grpc_url, exclude=tried)
+            if target is None:
+                raise rejected(server_unavailable(name))
+            call = self.upstream_call(target, endpoint)
+            upstream_started = time.perf_counter()
+            # A caller's own deadline cancels this handler, and with it the upstream call.
+            try:
+                response = await call(upstream, timeout=config.UPSTREAM_TIMEOUT_S)
+                break
+            except aio.AioRpcError as exc:
+                if not unreachable(exc):
+                    raise upstream_failure(exc, admitted.triton_model, name, version) from None
+                # Nothing was sent: skip this server, as the HTTP path does, and try another replica.
+                replicas.down(target)
+                tried = target
+        else:
             raise rejected(server_unavailable(name))
-        call = self.upstream_call(target, endpoint)
-        upstream_started = time.perf_counter()
-        # A caller's own deadline cancels this handler, and with it the upstream call.
-        try:
-            response = await call(renamed(request, name_spans, admitted.triton_model),
-                                  timeout=config.UPSTREAM_TIMEOUT_S)
-        except aio.AioRpcError as exc:
-            raise upstream_failure(exc, admitted.triton_model, name, version) from None
         upstream_ms = (time.perf_counter() - upstream_started) * 1000
         if endpoint != "ready":
             try:

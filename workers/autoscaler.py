@@ -75,7 +75,9 @@ def autoscale_run(now_ms: int | None = None) -> dict:
 def _pass(r, now_ms: int) -> dict:
     from workers import tasks
 
-    deployments = list(Deployment.unscoped.filter(state__in=[DeploymentState.READY, DeploymentState.COLD])
+    # Loading ones too: their calls belong in their histograms (they act only once ready or cold).
+    deployments = list(Deployment.unscoped.filter(state__in=[DeploymentState.READY, DeploymentState.COLD,
+                                                             DeploymentState.LOADING, DeploymentState.PENDING])
                        .prefetch_related("replica_set"))
     keys = [f"{ACTIVITY_PREFIX}{d.pk}" for d in deployments]
     reply = r.eval(TAKE_ACTIVITY, len(keys), *keys, LAST_PASS_KEY, now_ms)

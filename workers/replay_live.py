@@ -51,9 +51,6 @@ What disagreement remains comes from:
   the next minute or two may be held as well (cold live, warm simulated).
 - The look-ahead: more than a minute at 1 s minutes (1.2 s and up), so it can warm a call
   the simulator counts cold. At 60 s minutes it is a tenth of a minute.
-- Activity while loading. The autoscaler takes gw:act only of ready and cold deployments
-  (autoscaler._pass) and the gateway keeps only the first and last call: when a deployment
-  stays loading over more than one minute, its policy hears of those two minutes only.
 - Fractional decisions. The autoscaler decides at now_ms / 1000 / KEEPALIVE_MINUTE_S, a
   fraction of a minute; the simulator at each minute's start. A keep-alive ending at a
   fraction (tail * (1 + MARGIN)) is unloaded live partway through a minute the simulator

@@ -340,6 +340,11 @@ def server_pick(*, deployment: Deployment, memory_mb: int, evict: bool = True) -
         for free, _, server in candidates:
             victims, freed = [], 0
             for replica in _evictable(server, deployment.pk):
+                # A victim whose row is locked (being woken or changed right now) is skipped,
+                # not waited for: its own placement may be waiting for these servers' rows.
+                if Deployment.unscoped.select_for_update(skip_locked=True).filter(
+                        pk=replica.deployment_id).values_list("pk", flat=True).first() is None:
+                    continue
                 victims.append(replica)
                 freed += replica.memory_mb
                 if free + freed >= memory_mb:

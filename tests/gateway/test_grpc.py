@@ -282,15 +282,26 @@ def test_a_route_to_a_model_triton_lacks_is_unavailable_retry(stack, acme, gatew
     assert answer.details == "Deployment 'stale' is not loaded on its server yet; retry shortly."
 
 
-def test_triton_unreachable_is_unavailable_fast_and_metered(stack, acme, gateway_stub):
+def test_triton_unreachable_is_unavailable_fast_and_metered(stack, acme, gateway_stub, digits_deployment):
+    """A server that refuses connections (it died) is answered at once with UNAVAILABLE and
+    retry-after; beside a live replica it is skipped."""
     _, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
-    write_route(acme, "orphan", grpc_url=f"127.0.0.1:{free_port()}")
+    dead = f"127.0.0.1:{free_port()}"
+    write_route(acme, "orphan", grpc_url=dead)
     started = time.monotonic()
     answer = rpc(gateway_stub, "ModelInfer", infer_request("orphan"), bearer(raw))
-    assert answer.code == Code.UNAVAILABLE and answer.details.startswith("The inference server did not answer")
-    assert time.monotonic() - started < 5
+    assert (answer.code, answer.trailing.get("retry-after")) == (Code.UNAVAILABLE, "2")
+    assert "is not answering" in answer.details
+    assert time.monotonic() - started < 2
     [event] = wait_usage(acme, 1)
-    assert (event.status, event.upstream_ms, event.protocol) == (502, None, "grpc")
+    assert (event.status, event.upstream_ms, event.protocol) == (503, None, "grpc")
+
+    # Another dead one, first in the route: it is tried, refused, and the live one answers.
+    live, dead = f"127.0.0.1:{stack.triton_grpc_port}", f"127.0.0.1:{free_port()}"
+    write_route(acme, "digits", deployment_id=str(digits_deployment.pk), triton_model=digits_deployment.triton_name,
+                grpc_url=f"{dead} {live}")
+    for _ in range(4):
+        assert rpc(gateway_stub, "ModelInfer", infer_request("digits"), bearer(raw)).code == Code.OK
 
 
 @pytest.fixture
