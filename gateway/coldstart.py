@@ -83,13 +83,16 @@ class ColdStarts:
         """Queue the worker task that loads the deployment (in a thread: the broker client blocks)."""
         asyncio.get_running_loop().run_in_executor(None, self._send_wake, int(deployment_id))
 
+    def _broker(self):
+        if self.celery is None:
+            from celery import Celery
+
+            self.celery = Celery("gateway", broker=os.environ.get("CELERY_BROKER_URL", config.REDIS_URL))
+        return self.celery
+
     def _send_wake(self, deployment_id: int) -> None:
         try:
-            if self.celery is None:
-                from celery import Celery
-
-                self.celery = Celery("gateway", broker=os.environ.get("CELERY_BROKER_URL", config.REDIS_URL))
-            self.celery.send_task(WAKE_TASK, args=[deployment_id], queue="control")
+            self._broker().send_task(WAKE_TASK, args=[deployment_id], queue="control")
         except Exception:
             log.exception("could not queue the wake of deployment %s", deployment_id)
 
@@ -99,10 +102,7 @@ class ColdStarts:
 
     def _connect(self) -> None:
         try:
-            from celery import Celery
-
-            self.celery = Celery("gateway", broker=os.environ.get("CELERY_BROKER_URL", config.REDIS_URL))
-            with self.celery.producer_or_acquire() as producer:
+            with self._broker().producer_or_acquire() as producer:
                 producer.connection.ensure_connection(max_retries=1)
         except Exception as exc:
             log.warning("broker connection not opened ahead: %s", exc)

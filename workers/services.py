@@ -25,7 +25,7 @@ from graph_editor.models import ModelVersion
 from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
-from tenants.quotas import model_memory_estimate_mb, quota_check_deployment
+from tenants.quotas import deployment_instances_reserved, model_memory_estimate_mb, quota_check_deployment
 from workers.models import Deployment, DeploymentState, KeepAlive, Replica, ReplicaState, TritonServer
 from workers.triton import client as triton
 from workers.triton.repository import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_US, config_pbtxt, entry_remove,
@@ -113,7 +113,7 @@ def scaling_defaults(version: ModelVersion) -> dict:
 
 def _quota_check(tenant: Tenant, version: ModelVersion, deployment: Deployment, exclude: int | None = None) -> None:
     quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes,
-                           instances=deployment.max_instances * deployment.replicas, hardware=deployment.hardware,
+                           instances=deployment_instances_reserved(deployment), hardware=deployment.hardware,
                            max_batch_size=deployment.max_batch_size, exclude_deployment_id=exclude,
                            max_instances=deployment.max_instances)
 
@@ -605,27 +605,29 @@ def servers_check_run() -> dict:
         TritonServer.objects.filter(pk=server.pk).update(**fields)
         result[server.name] = healthy
         if not healthy:
-            for deployment_id in servers_lost([server.pk]):
+            lost = list(Replica.objects.filter(server=server).select_related("server"))
+            for deployment_id in replicas_lost(lost, reason=f"Server {server.name} stopped answering"):
                 tasks.deployment_load.delay(deployment_id)
     return result
 
 
-def servers_lost(server_ids: list[int]) -> list[int]:
-    """Forget the replicas on dead servers; returns the deployments to place again."""
+def replicas_lost(replicas: list[Replica], *, reason: str) -> list[int]:
+    """Forget replicas that no longer serve (their server died, or restarted without the
+    model); a deployment left without one turns loading. Returns the deployments to load
+    again. Rows are locked in deployment order."""
     moved = []
     with transaction.atomic():
-        for replica in Replica.objects.filter(server_id__in=server_ids).select_related("server"):
+        for replica in sorted(replicas, key=lambda r: r.deployment_id):
             deployment = Deployment.unscoped.select_for_update().get(pk=replica.deployment_id)
-            replica.delete()
-            log.warning("server %s is down: %s loses its replica there", replica.server.name,
-                        deployment.triton_name)
-            if deployment.state in (DeploymentState.READY, DeploymentState.LOADING):
-                if not deployment.replica_set.exists():
-                    _set_state(deployment, DeploymentState.LOADING,
-                               error=f"Server {replica.server.name} stopped answering; loading elsewhere")
-                else:
-                    _publish(deployment)
-                moved.append(deployment.pk)
+            Replica.objects.filter(pk=replica.pk).delete()
+            log.warning("%s loses its replica on %s: %s", deployment.triton_name, replica.server.name, reason)
+            if deployment.state not in (DeploymentState.READY, DeploymentState.LOADING):
+                continue
+            if deployment.replica_set.exists():
+                _publish(deployment)
+            else:
+                _set_state(deployment, DeploymentState.LOADING, error=f"{reason}; loading it again")
+            moved.append(deployment.pk)
     return moved
 
 
@@ -647,29 +649,14 @@ def deployments_reconcile_run() -> list[int]:
         except triton.TritonError:
             continue
         stale_replicas = [r for r in Replica.objects.filter(server=server, state=ReplicaState.READY)
-                          .select_related("deployment") if r.deployment.triton_name not in loaded]
-        if stale_replicas:
-            for deployment_id in servers_lost_replicas(stale_replicas):
-                tasks.deployment_load.delay(deployment_id)
-                requeued.append(deployment_id)
+                          .select_related("deployment", "server") if r.deployment.triton_name not in loaded]
+        for deployment_id in replicas_lost(stale_replicas, reason=f"Server {server.name} no longer has it loaded"):
+            tasks.deployment_load.delay(deployment_id)
+            requeued.append(deployment_id)
     for deployment in Deployment.unscoped.filter(state=DeploymentState.READY):
         if deployment.replica_set.count() < deployment.replicas and deployment.pk not in requeued:
             tasks.deployment_load.delay(deployment.pk)
     return requeued
-
-
-def servers_lost_replicas(replicas: list[Replica]) -> list[int]:
-    moved = []
-    with transaction.atomic():
-        for replica in replicas:
-            deployment = Deployment.unscoped.select_for_update().get(pk=replica.deployment_id)
-            Replica.objects.filter(pk=replica.pk).delete()
-            if deployment.state == DeploymentState.READY and not deployment.replica_set.exists():
-                _set_state(deployment, DeploymentState.LOADING)
-            else:
-                _publish(deployment)
-            moved.append(deployment.pk)
-    return moved
 
 
 def deployment_replicas_fit_run(*, deployment_id: int) -> None:
