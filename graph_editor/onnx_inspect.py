@@ -2,6 +2,7 @@
 
 The signature uses KServe v2 datatype names; -1 marks a dynamic dimension. A model has a
 batch dimension when every input and output has a dynamic first dimension."""
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,20 @@ class InvalidModel(PlatformError):
     code = "invalid_model"
 
 
+# Tensor names reach Triton's generated configuration, the gateway's directory and every
+# client: only names that each of them carries as they are, whatever the exporter.
+TENSOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}")
+TENSOR_NAME_RULE = ("1 to 128 ASCII letters, digits and the characters _ . : / -, starting with a letter, "
+                    "a digit or _")
+
+
+def _check_tensor_name(name: str, kind: str) -> None:
+    if not TENSOR_NAME.fullmatch(name):
+        raise InvalidModel(f"{kind} name {name!r} is not allowed: tensor names must be {TENSOR_NAME_RULE}. "
+                           "Rename it in the exporter or with onnx.compose.add_prefix / an Identity node.",
+                           code="invalid_tensor_name")
+
+
 @dataclass(frozen=True)
 class OnnxSignature:
     inputs: list[dict]
@@ -41,6 +56,7 @@ class OnnxSignature:
 
 
 def _tensor_spec(value_info, kind: str) -> dict:
+    _check_tensor_name(value_info.name, kind)
     t = value_info.type
     if not t.HasField("tensor_type"):
         raise InvalidModel(f"{kind} '{value_info.name}' is not a tensor; only tensor inputs and outputs are supported.")
@@ -55,6 +71,9 @@ def _tensor_spec(value_info, kind: str) -> dict:
     if not t.tensor_type.HasField("shape"):
         raise InvalidModel(f"{kind} '{value_info.name}' has no shape; export the model with static ranks.")
     shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.tensor_type.shape.dim]
+    if any(d == 0 or d < -1 for d in shape):
+        raise InvalidModel(f"{kind} '{value_info.name}' has shape {shape}: fixed dimensions must be at least 1 "
+                           "(use a symbolic dimension for a dynamic one).", code="invalid_shape")
     return {"name": value_info.name, "datatype": ONNX_TO_KSERVE[elem], "shape": shape}
 
 
@@ -88,6 +107,11 @@ def inspect_onnx(path: Path) -> OnnxSignature:
     outputs = [_tensor_spec(v, "Output") for v in model.graph.output]
     if not inputs or not outputs:
         raise InvalidModel("The model must have at least one input and one output.")
+    names = [s["name"] for s in inputs + outputs]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise InvalidModel(f"The tensor name {duplicate!r} is used twice among the inputs and outputs; each must "
+                           "be unique.", code="invalid_tensor_name")
     for spec in inputs:
         if spec["datatype"] == "BYTES":
             raise InvalidModel(f"Input '{spec['name']}' is a string tensor; string inputs are not supported yet.")

@@ -115,3 +115,46 @@ def test_same_model_name_in_two_tenants_is_independent(acme, globex, digits_onnx
     assert a.model_id != b.model_id and a.version == b.version == 1
     assert list(MLModel.objects.for_tenant(globex)) == [b.model]
     assert onnx.load_from_string(b.absolute_path.read_bytes()).graph.input[0].name == "X"
+
+
+def named_model(input_name: str, output_name: str = "y", shape=("N", 4)) -> bytes:
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info(output_name, TensorProto.FLOAT, list(shape))
+    graph = helper.make_graph([helper.make_node("Identity", [input_name], [output_name])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+@pytest.mark.parametrize("name", [
+    'X"', "X\nname: \"evil\"", "x y", "-x", "x" * 129, "caf\u00e9", "x\x00", "x}", "x\\", "x'",
+])
+def test_tensor_names_triton_cannot_carry_are_refused_with_the_rule_and_nothing_stored(acme, settings, name):
+    with pytest.raises(PlatformError) as caught:
+        model_version_upload(tenant=acme, model_name="named", chunks=[named_model(name)])
+    assert (caught.value.status, caught.value.code) == (400, "invalid_tensor_name")
+    assert "ASCII letters, digits and the characters _ . : / -" in caught.value.message
+    assert stored_files(settings) == []
+    assert not MLModel.unscoped.filter(tenant=acme).exists()
+
+
+@pytest.mark.parametrize("name", ["X", "input_1", "input.1", "onnx::Gemm_0", "serving_default/x:0", "0", "x" * 128])
+def test_common_exporter_tensor_names_are_accepted(acme, name):
+    version = model_version_upload(tenant=acme, model_name="named", chunks=[named_model(name)])
+    assert version.inputs[0]["name"] == name
+
+
+def test_a_name_shared_by_an_input_and_an_output_is_refused(acme, settings):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([], "g", [x], [x])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    with pytest.raises(PlatformError) as caught:
+        model_version_upload(tenant=acme, model_name="same", chunks=[model])
+    assert caught.value.code == "invalid_tensor_name" and "used twice" in caught.value.message
+    assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize("shape", [("N", 0), ("N", -3)])
+def test_fixed_dimensions_below_one_are_refused(acme, settings, shape):
+    with pytest.raises(PlatformError) as caught:
+        model_version_upload(tenant=acme, model_name="zero", chunks=[named_model("x", shape=shape)])
+    assert caught.value.code == "invalid_shape" and "at least 1" in caught.value.message
+    assert stored_files(settings) == []

@@ -13,6 +13,8 @@ from workers.models import Deployment, DeploymentState, TritonServer
 from tests.tenants.test_api_quotas import standard  # noqa: F401
 from workers.services import deployment_create, deployment_undeploy
 from workers.triton.repository import config_pbtxt
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 DIGITS_INPUTS = [{"name": "X", "datatype": "FP32", "shape": [-1, 64]}]
 DIGITS_OUTPUTS = [
@@ -21,27 +23,51 @@ DIGITS_OUTPUTS = [
 ]
 
 
+def parsed(text: str) -> mc.ModelConfig:
+    """config.pbtxt read back the way Triton reads it."""
+    return text_format.Parse(text, mc.ModelConfig())
+
+
 def test_config_for_a_batched_model_enables_dynamic_batching_and_exposes_scalars_as_one():
-    config = config_pbtxt(triton_name="t1--digits--d1", inputs=DIGITS_INPUTS, outputs=DIGITS_OUTPUTS,
-                          has_batch_dim=True, native_onnx=False, gpu=False)
-    assert 'name: "t1--digits--d1"' in config
-    assert 'backend: "python"' in config
-    assert "max_batch_size: 64" in config
-    assert "dynamic_batching" in config
-    assert '{ name: "X" data_type: TYPE_FP32 dims: [ 64 ] }' in config
-    assert '{ name: "label" data_type: TYPE_INT64 dims: [ 1 ] reshape: { shape: [ ] } }' in config
-    assert "KIND_CPU" in config
+    config = parsed(config_pbtxt(triton_name="t1--digits--d1", inputs=DIGITS_INPUTS, outputs=DIGITS_OUTPUTS,
+                                 has_batch_dim=True, native_onnx=False, gpu=False, memory_limit_mb=512))
+    assert config.name == "t1--digits--d1"
+    assert config.backend == "python"
+    assert config.max_batch_size == 64
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [("X", mc.TYPE_FP32, [64])]
+    label = config.output[0]
+    assert (label.name, label.data_type, list(label.dims)) == ("label", mc.TYPE_INT64, [1])
+    assert label.HasField("reshape") and list(label.reshape.shape) == []
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert config.parameters["memory_limit_mb"].string_value == "512"
 
 
 def test_config_without_batch_dimension_keeps_full_shapes_and_native_backend_on_gpu():
-    config = config_pbtxt(
+    config = parsed(config_pbtxt(
         triton_name="m", inputs=[{"name": "x", "datatype": "FP16", "shape": [3, -1]}],
         outputs=[{"name": "y", "datatype": "BYTES", "shape": [3]}], has_batch_dim=False, native_onnx=True, gpu=True,
-    )
-    assert "max_batch_size: 0" in config
-    assert "dynamic_batching" not in config
-    assert "dims: [ 3, -1 ]" in config and "TYPE_STRING" in config
-    assert 'backend: "onnxruntime"' in config and "KIND_GPU" in config
+    ))
+    assert config.max_batch_size == 0
+    assert not config.HasField("dynamic_batching")
+    assert list(config.input[0].dims) == [3, -1] and config.output[0].data_type == mc.TYPE_STRING
+    assert config.backend == "onnxruntime" and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert config.default_model_filename == "model.onnx"
+
+
+@pytest.mark.parametrize("hostile", [
+    'X" data_type: TYPE_STRING } input { name: "Y',
+    "X\n}\ninput [ { name: \"Y\" dims: [ 1 ] } ]",
+    "X\\\" \u00e9 \x00 end",
+])
+def test_config_text_carries_any_string_as_one_value(hostile):
+    """Even a name the upload would refuse cannot add or change a field of the config."""
+    text = config_pbtxt(triton_name="t1--m--d1", inputs=[{"name": hostile, "datatype": "FP32", "shape": [-1, 4]}],
+                        outputs=[{"name": "y", "datatype": "FP32", "shape": [-1, 4]}], has_batch_dim=True,
+                        native_onnx=False, gpu=False)
+    config = parsed(text)
+    assert len(config.input) == 1 and len(config.output) == 1
+    assert config.input[0].name == hostile and config.input[0].data_type == mc.TYPE_FP32
 
 
 def wait_for_state(deployment_id: int, states: set[str], timeout: float = 60.0) -> Deployment:

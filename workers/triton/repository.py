@@ -8,49 +8,70 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_QUEUE_DELAY_US = 500
 RUNNER_SOURCE = Path(__file__).with_name("runner_model.py")
 
 KSERVE_TO_TRITON = {
-    "BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32",
-    "UINT64": "TYPE_UINT64", "INT8": "TYPE_INT8", "INT16": "TYPE_INT16", "INT32": "TYPE_INT32",
-    "INT64": "TYPE_INT64", "FP16": "TYPE_FP16", "FP32": "TYPE_FP32", "FP64": "TYPE_FP64", "BYTES": "TYPE_STRING",
+    "BOOL": mc.TYPE_BOOL, "UINT8": mc.TYPE_UINT8, "UINT16": mc.TYPE_UINT16, "UINT32": mc.TYPE_UINT32,
+    "UINT64": mc.TYPE_UINT64, "INT8": mc.TYPE_INT8, "INT16": mc.TYPE_INT16, "INT32": mc.TYPE_INT32,
+    "INT64": mc.TYPE_INT64, "FP16": mc.TYPE_FP16, "FP32": mc.TYPE_FP32, "FP64": mc.TYPE_FP64,
+    "BYTES": mc.TYPE_STRING,
 }
 
 
-def _tensor_block(spec: dict, batched: bool) -> str:
+def _tensor(tensor, spec: dict, batched: bool) -> None:
     shape = spec["shape"][1:] if batched else spec["shape"]
-    fields = [f'name: "{spec["name"]}"', f"data_type: {KSERVE_TO_TRITON[spec['datatype']]}"]
+    tensor.name = spec["name"]
+    tensor.data_type = KSERVE_TO_TRITON[spec["datatype"]]
     if shape:
-        fields.append(f"dims: [ {', '.join(str(d) for d in shape)} ]")
+        tensor.dims.extend(shape)
     else:
         # Triton needs at least one dim; a per-item scalar is exposed as [1].
-        fields.append("dims: [ 1 ]")
-        fields.append("reshape: { shape: [ ] }")
-    return "{ " + " ".join(fields) + " }"
+        tensor.dims.append(1)
+        tensor.reshape.SetInParent()
 
 
-def config_pbtxt(*, triton_name: str, inputs: list[dict], outputs: list[dict], has_batch_dim: bool,
+def model_config(*, triton_name: str, inputs: list[dict], outputs: list[dict], has_batch_dim: bool,
                  native_onnx: bool, gpu: bool, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
                  instances: int = 1, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
-                 preferred_batch_sizes: list[int] | None = None) -> str:
+                 preferred_batch_sizes: list[int] | None = None,
+                 memory_limit_mb: int | None = None) -> mc.ModelConfig:
+    """The Triton configuration of one deployment, as the protobuf message Triton parses.
+    Every string in it (names come from tenants' models) is escaped by protobuf's text
+    format when written, so no value can add or change a field.
+    `memory_limit_mb` is the deployment's memory share, which the Python-backend runner
+    enforces on its own process (runner_model.py)."""
     batched = has_batch_dim and max_batch_size > 0
-    lines = [f'name: "{triton_name}"']
-    lines.append('backend: "onnxruntime"' if native_onnx else 'backend: "python"')
-    lines.append(f"max_batch_size: {max_batch_size if batched else 0}")
-    lines.append("input [\n  " + ",\n  ".join(_tensor_block(s, batched) for s in inputs) + "\n]")
-    lines.append("output [\n  " + ",\n  ".join(_tensor_block(s, batched) for s in outputs) + "\n]")
+    config = mc.ModelConfig(name=triton_name, backend="onnxruntime" if native_onnx else "python",
+                            max_batch_size=max_batch_size if batched else 0)
+    for spec in inputs:
+        _tensor(config.input.add(), spec, batched)
+    for spec in outputs:
+        _tensor(config.output.add(), spec, batched)
     if batched:
-        preferred = ""
-        if preferred_batch_sizes:
-            preferred = f"preferred_batch_size: [ {', '.join(str(s) for s in preferred_batch_sizes)} ] "
-        lines.append(f"dynamic_batching {{ {preferred}max_queue_delay_microseconds: {queue_delay_us} }}")
-    kind = "KIND_GPU" if gpu else "KIND_CPU"
-    lines.append(f"instance_group [ {{ kind: {kind} count: {instances} }} ]")
+        config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(preferred_batch_sizes or [])
+    group = config.instance_group.add()
+    group.kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
+    group.count = instances
     if native_onnx:
-        lines.append('default_model_filename: "model.onnx"')
-    return "\n".join(lines) + "\n"
+        config.default_model_filename = "model.onnx"
+    if memory_limit_mb:
+        config.parameters["memory_limit_mb"].string_value = str(int(memory_limit_mb))
+    return config
+
+
+def config_text(config: mc.ModelConfig) -> str:
+    """config.pbtxt's text: protobuf's text format, never string formatting."""
+    return text_format.MessageToString(config)
+
+
+def config_pbtxt(**fields) -> str:
+    return config_text(model_config(**fields))
 
 
 def entry_write(*, repository: Path, triton_name: str, onnx_path: Path, config: str, native_onnx: bool) -> Path:
