@@ -64,12 +64,12 @@ class Unavailable(Exception):
 class Admitted:
     __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
                  "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
-                 "leased", "period", "wake", "request_id", "started", "cold_ms")
+                 "leased", "period", "wake", "signature", "request_id", "started", "cold_ms")
 
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags, self.leased, self.period, self.wake) = reply
+         self.scopes, self.flags, self.leased, self.period, self.wake, self.signature) = reply
         self.request_id = request_id
         self.cold_ms = "0"
         self.started = time.monotonic()

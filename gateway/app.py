@@ -27,6 +27,7 @@ from gateway import config
 from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
 from gateway.coldstart import WAKING_STATES, ColdStarts, HoldTimeout
 from gateway.redis_link import RedisReplyError, RedisUnavailable
+from gateway.signature import InvalidRequest, signature
 from gateway.upstream import CONTENT_TYPE, HEADER_LENGTH, UpstreamError, UpstreamPool
 
 log = logging.getLogger("gateway")
@@ -323,6 +324,25 @@ async def route_ready(admitted: Admitted, name: str, hold: bool = True) -> None:
     route_check(admitted, name)
 
 
+def request_check(admitted: Admitted, name: str, check) -> None:
+    """Check an inference request against its deployment's signature before Triton sees
+    it (gateway/signature.py; HTTP and gRPC alike): 400 naming the input and what is
+    wrong. It runs before a cold deployment is woken, so a refused request wakes nothing."""
+    if not admitted.deployment_id:
+        return  # route_check answers 404
+    checked = signature(admitted.signature)
+    try:
+        if checked is None:
+            raise not_ready(f"Deployment '{name}' is being published; retry shortly.")
+        check(checked)
+    except InvalidRequest as exc:
+        gateway.coldstarts.release(admitted)
+        raise GatewayError(400, "invalid_input", str(exc)) from None
+    except GatewayError:
+        gateway.coldstarts.release(admitted)
+        raise
+
+
 def server_unavailable(name: str) -> GatewayError:
     return GatewayError(503, "server_unavailable", f"The inference server of deployment '{name}' is not answering; "
                         "it is being replaced, retry shortly.", retry_after=config.RETRY_AFTER_S)
@@ -354,13 +374,13 @@ async def forward(admitted: Admitted, name: str, version: str, endpoint: str, me
                   content_type: bytes | None, header_length: bytes | None) -> tuple[list, float, bytes]:
     """Send the request to the deployment's Triton server: the response headers, the
     milliseconds Triton took, and the payload in the caller's names."""
-    await route_ready(admitted, name, hold=endpoint != "ready")
     forwarded = b""
     if content_type is not None:
         forwarded = b"Content-Type: " + content_type + b"\r\n"
     if endpoint == "infer":
         if not body:
             raise GatewayError(400, "invalid_request", "The inference request body is empty.")
+        json_size = None
         if header_length is not None:
             try:
                 json_size = int(header_length)
@@ -372,6 +392,8 @@ async def forward(admitted: Admitted, name: str, version: str, endpoint: str, me
                                    f"Inference-Header-Content-Length ({json_size}) does not fit the "
                                    f"{len(body)} byte request body.")
             forwarded += b"Inference-Header-Content-Length: " + str(json_size).encode() + b"\r\n"
+        request_check(admitted, name, lambda checked: checked.check_http(body, json_size, config.MAX_BODY_BYTES))
+    await route_ready(admitted, name, hold=endpoint != "ready")
 
     triton_model = admitted.triton_model
     upstream_path = f"/v2/models/{triton_model}" + (f"/versions/{version}" if version else "")

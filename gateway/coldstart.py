@@ -79,6 +79,20 @@ class ColdStarts:
             self.deadlines.pop(deployment_id, None)
             self.watchers.pop(deployment_id, None)
 
+    def release(self, admitted) -> None:
+        """The caller that took the wake marker will not wait for the load (its request was
+        refused): give the marker back, so that the next caller wakes the deployment."""
+        if admitted.wake != "1":
+            return
+        admitted.wake = "0"
+        asyncio.ensure_future(self._release(admitted.deployment_id))
+
+    async def _release(self, deployment_id: str) -> None:
+        try:
+            await self.link.call("DEL", f"gw:wake:{deployment_id}")
+        except Exception as exc:  # the marker then expires by itself
+            log.warning("wake marker of deployment %s not released: %s", deployment_id, exc)
+
     def wake(self, deployment_id: str) -> None:
         """Queue the worker task that loads the deployment (in a thread: the broker client blocks)."""
         asyncio.get_running_loop().run_in_executor(None, self._send_wake, int(deployment_id))

@@ -9,7 +9,8 @@ Layout:
   gw:key:<sha256 of key>            hash  tenant_id, key_id, scopes, revoked
   gw:route:<tenant_id>:<name>       hash  v (version), deployment_id, model_version_id, triton_model,
                                           state, http_url, grpc_url (of its ready replicas,
-                                          space-separated), error
+                                          space-separated), error, sig (the signature
+                                          requests are checked against: gateway/signature.py)
   gw:lim:<scope>                    hash  the request-path limits of a scope (t:<tenant_id>,
                                           d:<deployment_id>, k:<key_id>), tenant ones resolved
                                           against the plan: rate, burst, conc, mreq, mreq_soft,
@@ -22,6 +23,8 @@ requests and compute microseconds), all written by the gateway's scripts (gatewa
 """
 import redis
 from django.conf import settings
+
+from gateway.signature import signature_text
 
 KEY_PREFIX = "gw:key:"
 ROUTE_PREFIX = "gw:route:"
@@ -81,7 +84,14 @@ def deployment_entry(deployment) -> dict:
         "http_url": " ".join(server.http_url for server in servers),
         "grpc_url": " ".join(server.grpc_url for server in servers if server.grpc_url),
         "error": deployment.error[:500],
+        "sig": deployment_signature(deployment),
     }
+
+
+def deployment_signature(deployment) -> str:
+    version = deployment.model_version
+    return signature_text(inputs=version.inputs, outputs=version.outputs, has_batch_dim=version.has_batch_dim,
+                          max_batch_size=deployment.max_batch_size)
 
 
 def directory_put_api_key(api_key) -> None:
@@ -135,7 +145,7 @@ def directory_sync_all() -> dict:
     wanted: dict[str, dict] = {}
     for key in ApiKey.unscoped.all():
         wanted[key_entry_name(key.secret_hash)] = api_key_entry(key)
-    for deployment in Deployment.unscoped.prefetch_related("replica_set__server").all():
+    for deployment in Deployment.unscoped.select_related("model_version").prefetch_related("replica_set__server"):
         if deployment.is_routable:
             wanted[route_entry_name(deployment.tenant_id, deployment.name)] = deployment_entry(deployment)
     for scope, mapping in quota_gateway_limits_all().items():

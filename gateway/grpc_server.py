@@ -30,8 +30,9 @@ from tritonclient.grpc import service_pb2
 
 from gateway import config
 from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
-from gateway.app import (SERVER_METADATA, GatewayError, gateway, model_missing, not_ready, refusal, route_ready,
-                         server_unavailable, unavailable)
+from gateway.app import (SERVER_METADATA, GatewayError, gateway, model_missing, not_ready, refusal, request_check,
+                         route_ready, server_unavailable, unavailable)
+from gateway.signature import Signature
 
 log = logging.getLogger("gateway.grpc")
 SERVICE = "inference.GRPCInferenceService"
@@ -141,11 +142,24 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def model_fields(message: bytes) -> tuple[str, str, list[tuple[int, int]]]:
-    """The model name (field 1) and version (field 2) of a KServe v2 message, and where each
-    field 1 lies: a parser keeps the last of repeated ones, so a rename replaces them all."""
+class Fields:
+    """Where a KServe v2 message's top-level fields lie. For a ModelInferRequest: inputs
+    (field 5), requested outputs (6) and raw_input_contents (7) as (start, stop) spans."""
+
+    __slots__ = ("name", "version", "name_spans", "inputs", "outputs", "raw")
+
+    def __init__(self):
+        self.name, self.version, self.name_spans = "", "", []
+        self.inputs, self.outputs, self.raw = [], [], []
+
+
+def model_fields(message: bytes) -> Fields:
+    """The model name (field 1) and version (field 2) of a KServe v2 message, where each
+    field 1 lies (a parser keeps the last of repeated ones, so a rename replaces them
+    all), and the spans of fields 5 to 7."""
+    fields = Fields()
     name = version = b""
-    name_spans = []
+    spans = {5: fields.inputs, 6: fields.outputs, 7: fields.raw}
     position, end = 0, len(message)
     try:
         while position < end:
@@ -159,9 +173,11 @@ def model_fields(message: bytes) -> tuple[str, str, list[tuple[int, int]]]:
                 position = value + length
                 if number == 1:
                     name = message[value:position]
-                    name_spans.append((start, position))
+                    fields.name_spans.append((start, position))
                 elif number == 2:
                     version = message[value:position]
+                elif number in spans:
+                    spans[number].append((value, position))
             elif wire_type == 0:
                 _, position = read_varint(message, position)
             elif wire_type == 1:
@@ -172,11 +188,18 @@ def model_fields(message: bytes) -> tuple[str, str, list[tuple[int, int]]]:
                 raise WireError(f"wire type {wire_type}")
         if position != end:
             raise WireError("the message is truncated")
-        return name.decode(), version.decode(), name_spans
+        fields.name, fields.version = name.decode(), version.decode()
+        return fields
     except IndexError:
         raise WireError("the message is truncated") from None
     except UnicodeDecodeError:
         raise WireError("the model name or version is not UTF-8") from None
+
+
+def infer_check(checked: Signature, request: bytes, fields: Fields) -> None:
+    """A ModelInferRequest against its deployment's signature (gateway/signature.py)."""
+    checked.check_grpc([request[a:b] for a, b in fields.inputs], [request[a:b] for a, b in fields.outputs],
+                       [b - a for a, b in fields.raw], config.MAX_BODY_BYTES)
 
 
 def renamed(message: bytes, name_spans: list[tuple[int, int]], name: str) -> bytes:
@@ -280,10 +303,11 @@ class InferenceService(grpc.GenericRpcHandler):
         try:
             raw_key = api_key(context.invocation_metadata())
             try:
-                name, version, name_spans = model_fields(request)
+                fields = model_fields(request)
             except WireError as exc:
                 raise Rejected(Code.INVALID_ARGUMENT, 400, f"The request is not a valid {MODEL_RPCS[endpoint]} "
                                                            f"message: {exc}.") from None
+            name, version = fields.name, fields.version
             if not name:
                 raise Rejected(Code.INVALID_ARGUMENT, 400, "The request names no model.")
             try:
@@ -303,7 +327,7 @@ class InferenceService(grpc.GenericRpcHandler):
         status, response, upstream_ms, failure = 200, b"", None, None
         try:
             await context.send_initial_metadata(metadata)
-            response, upstream_ms = await self.forward(admitted, endpoint, name, version, request, name_spans)
+            response, upstream_ms = await self.forward(admitted, endpoint, name, version, request, fields)
         except Rejected as exc:
             status = exc.status
             if endpoint == "ready" and status == 503:
@@ -336,17 +360,19 @@ class InferenceService(grpc.GenericRpcHandler):
         return response
 
     async def forward(self, admitted: Admitted, endpoint: str, name: str, version: str, request: bytes,
-                      name_spans: list) -> tuple[bytes, float]:
+                      fields: Fields) -> tuple[bytes, float]:
         """Send the request to the deployment's Triton server under Triton's name: the response
         in the caller's name, and the milliseconds Triton took."""
         try:
+            if endpoint == "infer":
+                request_check(admitted, name, lambda checked: infer_check(checked, request, fields))
             await route_ready(admitted, name, hold=endpoint != "ready")
         except GatewayError as exc:
             raise rejected(exc) from None
         if not admitted.grpc_url:
             raise Rejected(Code.FAILED_PRECONDITION, 502,
                            f"Deployment '{name}' is served without a gRPC endpoint; use the HTTP API.")
-        upstream = renamed(request, name_spans, admitted.triton_model)
+        upstream = renamed(request, fields.name_spans, admitted.triton_model)
         replicas, tried = gateway.replicas, ""
         for _ in range(2):
             target = replicas.pick(admitted.grpc_url, exclude=tried)
@@ -369,7 +395,7 @@ class InferenceService(grpc.GenericRpcHandler):
         upstream_ms = (time.perf_counter() - upstream_started) * 1000
         if endpoint != "ready":
             try:
-                response = renamed(response, model_fields(response)[2], name)
+                response = renamed(response, model_fields(response).name_spans, name)
             except WireError as exc:
                 raise Rejected(Code.INTERNAL, 502, f"The inference server's answer is malformed: {exc}.") from None
         return response, upstream_ms

@@ -18,7 +18,8 @@
 --
 -- Reply: {status, code, message, route fields..., headers..., scopes, flags, leased scopes,
 --         the month (yyyymm) whose budgets it counts against, "1" when this caller wakes the
---         deployment (it is cold and nobody else is waking it)}
+--         deployment (it is cold and nobody else is waking it), the deployment's signature
+--         (gateway/signature.py: what its requests are checked against)}
 --
 -- An admitted inference also marks its deployment's activity for the autoscaler in
 -- gw:act:<deployment> (f: first call since the autoscaler last read it, l: last call, in
@@ -41,7 +42,7 @@ end
 local tenant, key_id = key[1], key[2]
 local name = ARGV[1]
 local route = redis.call('HMGET', 'gw:route:' .. tenant .. ':' .. name,
-  'deployment_id', 'model_version_id', 'triton_model', 'state', 'http_url', 'grpc_url', 'error')
+  'deployment_id', 'model_version_id', 'triton_model', 'state', 'http_url', 'grpc_url', 'error', 'sig')
 
 local scopes = {'t:' .. tenant, 'k:' .. key_id}
 local labels = {'tenant', 'key'}
@@ -195,4 +196,4 @@ return {200, 'ok', '', tenant, key_id,
   route[1] or '', route[2] or '', route[3] or '', route[4] or '', route[5] or '', route[6] or '', route[7] or '',
   table.concat(policy, ', '), table.concat(state, ', '),
   tight_limit and tostring(tight_limit) or '', tight_remaining and tostring(tight_remaining) or '', reset,
-  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period, wake}
+  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period, wake, route[8] or ''}

@@ -12,6 +12,7 @@ from tritonclient.utils import InferenceServerException
 
 from billing.models import UsageEvent
 from gateway.directory import redis_client, route_entry_name
+from gateway.signature import signature_text
 from graph_editor.samples import digits_dataset
 from graph_editor.services import model_version_upload
 from tenants.services import api_key_create, api_key_revoke
@@ -21,6 +22,10 @@ from workers.models import DeploymentState
 from workers.services import deployment_create, deployment_undeploy
 
 pytestmark = pytest.mark.integration
+DIGITS_SIGNATURE = signature_text(inputs=[{"name": "X", "datatype": "FP32", "shape": [-1, 64]}],
+                                  outputs=[{"name": "label", "datatype": "INT64", "shape": [-1]},
+                                           {"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
+                                  has_batch_dim=True, max_batch_size=64)
 
 
 def call(stack, path, *, key=None, body=None, method=None, headers=None):
@@ -105,13 +110,12 @@ def test_each_response_carries_a_request_id_that_metering_keeps(stack, acme, dig
 @pytest.mark.parametrize(
     "input_name, values, message",
     [
-        # Triton answers 400 to an input the model does not have...
-        ("nope", 64, "nope"),
-        # ...and 500 to data that does not match the shape: both are the caller's fault.
-        ("X", 1, "Shape does not match"),
+        # Refused by the gateway before Triton sees them (gateway/signature.py).
+        ("nope", 64, "Input 'nope' is not an input of this deployment; its inputs are: X (FP32 [-1, 64])"),
+        ("X", 1, "Input 'X' has shape [1, 64], which holds 64 elements, but 1 are given."),
     ],
 )
-def test_bad_input_is_400_with_tritons_reason_and_metered(stack, acme, digits_deployment, input_name, values,
+def test_bad_input_is_400_with_the_reason_and_metered(stack, acme, digits_deployment, input_name, values,
                                                            message):
     api_key, raw = api_key_create(tenant=acme, label="curl", scopes=["infer"])
     body = json.dumps({"inputs": [{"name": input_name, "shape": [1, 64], "datatype": "FP32",
@@ -132,8 +136,8 @@ def test_bad_input_is_400_with_tritons_reason_and_metered(stack, acme, digits_de
         (b"", {}, "empty"),
         (b"{}", {"Inference-Header-Content-Length": "abc"}, "not an integer"),
         (b"{}", {"Inference-Header-Content-Length": "99"}, "does not fit"),
-        (b"{not json", {}, "malformed"),
-        (b"[1, 2]", {}, "malformed"),
+        (b"{not json", {}, "not valid JSON"),
+        (b"[1, 2]", {}, "must be a JSON object"),
     ],
 )
 def test_malformed_bodies_are_400(stack, acme, digits_deployment, body, headers, message):
@@ -209,7 +213,7 @@ def test_another_tenants_model_is_indistinguishable_from_a_missing_one(stack, ac
 def write_route(tenant, name, **fields):
     """A directory entry as the control plane writes it, for states hard to reach on purpose."""
     entry = {"deployment_id": 1, "model_version_id": 1, "triton_model": f"t{tenant.pk}--{name}--d1",
-             "state": "ready", "http_url": "", "grpc_url": "", "error": ""}
+             "state": "ready", "http_url": "", "grpc_url": "", "error": "", "sig": DIGITS_SIGNATURE}
     redis_client().hset(route_entry_name(tenant.pk, name), mapping={**entry, **fields})
 
 

@@ -171,9 +171,9 @@ def test_another_tenants_model_is_indistinguishable_from_a_missing_one(stack, ac
 @pytest.mark.parametrize(
     "fault, message",
     [
-        # Triton's own words, in the caller's names.
-        ({"input_name": "nope"}, "unexpected inference input 'nope' for model 'digits'"),
-        ({"data": b"\0" * 4}, "input byte size mismatch for input 'X' for model 'digits'"),
+        # Refused by the gateway before Triton sees them (gateway/signature.py).
+        ({"input_name": "nope"}, "Input 'nope' is not an input of this deployment; its inputs are: X (FP32 [-1, 64])."),
+        ({"data": b"\0" * 4}, "The raw contents of input 'X' are 4 bytes; its shape [1, 64] FP32 needs 256."),
     ],
 )
 def test_bad_input_is_invalid_argument_in_the_callers_names_and_metered(stack, acme, digits_deployment,
