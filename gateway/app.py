@@ -408,8 +408,11 @@ async def forward(admitted: Admitted, name: str, version: str, endpoint: str, me
     upstream_ms = (time.perf_counter() - upstream_started) * 1000
 
     if upstream.status != 200:
-        raise upstream_failure(upstream.status, upstream.body, triton_model, name, version, endpoint, body,
-                               header_length)
+        failure = upstream_failure(upstream.status, upstream.body, triton_model, name, version, endpoint, body,
+                                   header_length)
+        if failure.code == "runner_restarting":
+            gateway.coldstarts.heal(admitted.deployment_id)
+        raise failure
     length = upstream.headers.get(HEADER_LENGTH)
     length = int(length) if length else None
     payload, length = rename_model(upstream.body, length, b"model_name" if endpoint == "infer" else b"name",
@@ -426,6 +429,8 @@ def upstream_failure(status: int, payload: bytes, triton_model: str, name: str, 
     message = triton_error_message(payload).replace(triton_model, name)
     if status == 404:
         return model_missing(name, version)
+    if runner_died(message):
+        return runner_restarting(name)
     if "not ready" in message:
         return not_ready(f"Deployment '{name}' is not ready: {message}")
     if 400 <= status < 500:
@@ -433,6 +438,16 @@ def upstream_failure(status: int, payload: bytes, triton_model: str, name: str, 
     if endpoint == "infer" and (message.startswith(TRITON_PARSE_ERRORS) or not infer_header_parses(body, header_length)):
         return GatewayError(400, "invalid_input", f"The inference request is malformed: {message}")
     return GatewayError(502, "upstream_error", f"The inference server failed ({status}): {message}")
+
+
+def runner_died(message: str) -> bool:
+    """Triton's answer when a model's Python-backend stub process is gone."""
+    return "Stub process" in message and "is not healthy" in message
+
+
+def runner_restarting(name: str) -> GatewayError:
+    return GatewayError(503, "runner_restarting", f"The runner process of deployment '{name}' stopped; it is being "
+                        "restarted, retry shortly.", retry_after=config.RETRY_AFTER_S)
 
 
 async def unloaded_meanwhile(admitted: Admitted, name: str, upstream) -> bool:

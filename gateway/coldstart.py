@@ -20,6 +20,9 @@ log = logging.getLogger("gateway.coldstart")
 POLL_S = 0.005
 WAKE_MARKER_MS = 10_000
 WAKE_TASK = "workers.tasks.deployment_wake"
+# A deployment whose runner died is reloaded by this task, at most once per marker lifetime.
+HEAL_TASK = "workers.tasks.deployment_reconfigure"
+HEAL_MARKER_MS = 10_000
 WAKING_STATES = ("cold", "loading", "pending")
 ROUTE_FIELDS = ("state", "http_url", "grpc_url", "triton_model", "error")
 
@@ -93,9 +96,23 @@ class ColdStarts:
         except Exception as exc:  # the marker then expires by itself
             log.warning("wake marker of deployment %s not released: %s", deployment_id, exc)
 
+    def heal(self, deployment_id: str) -> None:
+        """The deployment's runner process died (Triton keeps the model "ready" but answers
+        every request with an error until it is loaded again): have a worker reload it,
+        once per HEAL_MARKER_MS whatever the number of callers and gateways."""
+        asyncio.ensure_future(self._heal(deployment_id))
+
+    async def _heal(self, deployment_id: str) -> None:
+        try:
+            if await self.link.call("SET", f"gw:heal:{deployment_id}", "1", "NX", "PX", HEAL_MARKER_MS):
+                log.warning("deployment %s: its runner is not healthy; queueing a reload", deployment_id)
+                asyncio.get_running_loop().run_in_executor(None, self._send, HEAL_TASK, int(deployment_id))
+        except Exception as exc:
+            log.warning("reload of deployment %s not queued: %s", deployment_id, exc)
+
     def wake(self, deployment_id: str) -> None:
         """Queue the worker task that loads the deployment (in a thread: the broker client blocks)."""
-        asyncio.get_running_loop().run_in_executor(None, self._send_wake, int(deployment_id))
+        asyncio.get_running_loop().run_in_executor(None, self._send, WAKE_TASK, int(deployment_id))
 
     def _broker(self):
         if self.celery is None:
@@ -104,11 +121,11 @@ class ColdStarts:
             self.celery = Celery("gateway", broker=os.environ.get("CELERY_BROKER_URL", config.REDIS_URL))
         return self.celery
 
-    def _send_wake(self, deployment_id: int) -> None:
+    def _send(self, task: str, deployment_id: int) -> None:
         try:
-            self._broker().send_task(WAKE_TASK, args=[deployment_id], queue="control")
+            self._broker().send_task(task, args=[deployment_id], queue="control")
         except Exception:
-            log.exception("could not queue the wake of deployment %s", deployment_id)
+            log.exception("could not queue %s of deployment %s", task, deployment_id)
 
     def connect(self) -> None:
         """Open the broker connection ahead of the first cold start."""

@@ -31,7 +31,7 @@ from tritonclient.grpc import service_pb2
 from gateway import config
 from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
 from gateway.app import (SERVER_METADATA, GatewayError, gateway, model_missing, not_ready, refusal, request_check,
-                         route_ready, server_unavailable, unavailable)
+                         route_ready, runner_died, runner_restarting, server_unavailable, unavailable)
 from gateway.signature import Signature
 
 log = logging.getLogger("gateway.grpc")
@@ -223,6 +223,8 @@ def upstream_failure(exc: aio.AioRpcError, triton_model: str, name: str, version
     message = (exc.details() or "").replace(triton_model, name)
     if code == Code.NOT_FOUND:
         return rejected(model_missing(name, version))
+    if runner_died(message):
+        return rejected(runner_restarting(name))
     if "not ready" in message:
         return rejected(not_ready(f"Deployment '{name}' is not ready: {message}"))
     if code in CALLER_FAULTS:
@@ -386,7 +388,10 @@ class InferenceService(grpc.GenericRpcHandler):
                 break
             except aio.AioRpcError as exc:
                 if not unreachable(exc):
-                    raise upstream_failure(exc, admitted.triton_model, name, version) from None
+                    failure = upstream_failure(exc, admitted.triton_model, name, version)
+                    if runner_died(failure.message):
+                        gateway.coldstarts.heal(admitted.deployment_id)
+                    raise failure from None
                 # Nothing was sent: skip this server, as the HTTP path does, and try another replica.
                 replicas.down(target)
                 tried = target
