@@ -310,7 +310,8 @@ class Bench:
         from graph_editor.onnx_inspect import inspect_onnx
         from graph_editor.samples import digits_classifier_onnx
         from workers.triton.client import model_load
-        from workers.triton.repository import config_pbtxt, entry_write
+        from gateway.signature import signature_text
+        from workers.triton.repository import DEFAULT_MAX_BATCH_SIZE, config_pbtxt, entry_write
 
         self.start_redis()
         triton, triton_log = self.spawn("triton", [
@@ -333,7 +334,10 @@ class Bench:
             "tenant_id": "900", "key_id": "900", "scopes": "infer", "revoked": "0"})
         self.redis.hset(f"{ROUTE_PREFIX}900:{PUBLIC_NAME}", mapping={
             "deployment_id": "900", "model_version_id": "900", "triton_model": TRITON_NAME, "state": "ready",
-            "http_url": self.triton_url, "grpc_url": f"127.0.0.1:{self.grpc_port}", "error": ""})
+            "http_url": self.triton_url, "grpc_url": f"127.0.0.1:{self.grpc_port}", "error": "",
+            # What every request is checked against (gateway/signature.py), as the control plane writes it.
+            "sig": signature_text(inputs=signature.inputs, outputs=signature.outputs,
+                                  has_batch_dim=signature.has_batch_dim, max_batch_size=DEFAULT_MAX_BATCH_SIZE)})
         for scope in ("t:900", "d:900", "k:900"):
             self.set_limits(scope, ALL_CHECKS_LIMITS)
         _, self.gateway_port, self.gateway_grpc_port = self.start_gateway(self.gateway_workers)
