@@ -18,7 +18,7 @@ def main() -> None:
     os.environ["GATEWAY_GRPC_PORT"] = str(args.grpc_port)
     logging.basicConfig(level=os.environ.get("GATEWAY_LOG_LEVEL", "warning").upper(),
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    from gateway.server import serve
+    from gateway.processes import serve
 
     serve(args.host, args.port, args.workers)
 

@@ -21,3 +21,13 @@ IDLE_TIMEOUT_S = float(os.environ.get("GATEWAY_IDLE_TIMEOUT_S", "30"))
 # KServe v2 gRPC, served by every worker process on the same port (SO_REUSEPORT); 0: off.
 GRPC_HOST = os.environ.get("GATEWAY_GRPC_HOST", "127.0.0.1")
 GRPC_PORT = int(os.environ.get("GATEWAY_GRPC_PORT", "0"))
+# Limits on a request's head, as mature servers set them; past one the request is refused
+# (414, 431, or 408 for a head still arriving) and the connection closes.
+# Apache LimitRequestLine; nginx's 8k buffer less CRLF. Method, target and version, without CRLF.
+MAX_REQUEST_LINE_BYTES = int(os.environ.get("GATEWAY_MAX_REQUEST_LINE_BYTES", "8190"))
+# Node.js --max-http-header-size: all header fields together, or any one of them.
+MAX_HEADER_BYTES = int(os.environ.get("GATEWAY_MAX_HEADER_BYTES", str(16 * 1024)))
+MAX_HEADERS = int(os.environ.get("GATEWAY_MAX_HEADERS", "100"))  # Apache LimitRequestFields
+# From a request's first byte to the end of its headers (Apache mod_reqtimeout header=20);
+# a keep-alive connection waiting for its next request is governed by GATEWAY_IDLE_TIMEOUT_S.
+HEADER_TIMEOUT_S = float(os.environ.get("GATEWAY_HEADER_TIMEOUT_S", "20"))

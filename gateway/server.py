@@ -9,30 +9,63 @@ things an ASGI server cannot do are why it exists (measured with `make bench-gat
 - an admitted request's response is written in the same callback as its usage record's
   write to Redis (Admission.finish_then), so no other work runs between the two.
 
-`serve(host, port, workers)` runs `workers` processes sharing the port (SO_REUSEPORT);
-SIGTERM or SIGINT stops accepting, lets requests in flight finish (up to 10 s), then
-closes the gateway's connections. Keep-alive connections idle for GATEWAY_IDLE_TIMEOUT_S are closed."""
+Its processes (one, or a parent keeping `--workers` of them serving the same ports) are
+gateway/processes.py's."""
 import asyncio
 import logging
-import os
-import signal
-import socket
 import uuid
 
 import httptools
-import uvloop
 
 from gateway import config
 from gateway.app import GatewayError, error_response, gateway, process, unrecorded
 
 log = logging.getLogger("gateway.server")
 REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-           405: b"Method Not Allowed", 413: b"Payload Too Large", 429: b"Too Many Requests",
-           499: b"Client Closed Request", 500: b"Internal Server Error", 502: b"Bad Gateway",
-           503: b"Service Unavailable"}
+           405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large", 414: b"URI Too Long",
+           429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 499: b"Client Closed Request",
+           500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 # Request headers `process` reads; the others are not kept.
 KEPT = frozenset((b"authorization", b"content-type", b"inference-header-content-length"))
 MAX_QUEUED = 32  # pipelined requests held per connection before reading pauses
+# A request line is its method, its target and " HTTP/1.1" after a space; the shortest method is 3 bytes.
+LINE_OVERHEAD = len(b"  HTTP/1.1")
+SHORTEST_LINE_OVERHEAD = LINE_OVERHEAD + len(b"GET")
+# After refusing a request mid-stream the gateway ends its side and discards what still comes
+# this long before closing: closing with unread data sends a reset, which can destroy the
+# response before the client has read it.
+LINGER_S = 2.0
+
+
+class StopParsing(Exception):
+    """Raised from a parser callback once the request is refused: httptools stops there."""
+
+
+def payload_too_large() -> GatewayError:
+    return GatewayError(413, "payload_too_large", f"The request body exceeds the {config.MAX_BODY_BYTES} byte limit.")
+
+
+def request_line_too_long() -> GatewayError:
+    return GatewayError(414, "request_line_too_long",
+                        f"The request line (method, target and version) exceeds the {config.MAX_REQUEST_LINE_BYTES} "
+                        "byte limit; send long parameters in the body.")
+
+
+def header_fields_too_large() -> GatewayError:
+    return GatewayError(431, "header_fields_too_large",
+                        f"The request's header fields exceed the {config.MAX_HEADER_BYTES} byte limit, all of them "
+                        "together or any one alone.")
+
+
+def too_many_headers() -> GatewayError:
+    return GatewayError(431, "too_many_headers",
+                        f"The request has more header fields than the limit of {config.MAX_HEADERS}.")
+
+
+def header_timeout() -> GatewayError:
+    return GatewayError(408, "header_timeout",
+                        f"The request's headers were not complete within {config.HEADER_TIMEOUT_S:g} s of its first "
+                        "byte; send the request line and headers at once.")
 
 
 def response_bytes(status: int, headers: list, body: bytes, keep_alive: bool) -> bytes:
@@ -62,37 +95,70 @@ class HttpProtocol(asyncio.Protocol):
         self.last_active = 0.0
         self.busy = False
         self.closing = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # The head (request line and headers) being read: when it began, its size, its timer.
+        self.in_head = False
+        self.head_started = 0.0
+        self.head_streamed = 0
+        self.header_bytes = 0
+        self.header_count = 0
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.refused = False  # a request was refused: nothing more is parsed on this connection
 
     # asyncio.Protocol
 
     def connection_made(self, transport):
         self.transport = transport
         self.connections.add(self)
-        self.last_active = asyncio.get_running_loop().time()
+        self.loop = asyncio.get_running_loop()
+        self.last_active = self.loop.time()
 
     def data_received(self, data):
-        self.last_active = asyncio.get_running_loop().time()
+        if self.refused:
+            return
+        self.last_active = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(400, "Protocol upgrades are not supported.")
         except httptools.HttpParserError as exc:
-            self._fail(400, f"Malformed HTTP request: {exc}")
+            if not self.refused:
+                self._fail(400, f"Malformed HTTP request: {exc}")
+        else:
+            if self.in_head:
+                self._head_continues(len(data))
 
     def connection_lost(self, exc):
         self.closing = True
         self.connections.discard(self)
+        if self.header_timer is not None:
+            self.header_timer.cancel()
 
     # httptools callbacks
 
     def on_message_begin(self):
         self.url, self.headers, self.body, self.size, self.too_large = b"", [], [], 0, False
         self.expect_continue = False
+        self.in_head, self.head_started, self.head_streamed, self.header_bytes, self.header_count = (
+            True, self.last_active, 0, 0, 0)
 
     def on_url(self, url: bytes):
         self.url += url
+        # get_method() builds a bytes object: asked only of targets long enough to matter.
+        if len(self.url) > config.MAX_REQUEST_LINE_BYTES - SHORTEST_LINE_OVERHEAD and (
+                len(self.url) + LINE_OVERHEAD + len(self.parser.get_method()) > config.MAX_REQUEST_LINE_BYTES):
+            self._refuse(request_line_too_long())
+            raise StopParsing
 
     def on_header(self, name: bytes, value: bytes):
+        self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        self.header_count += 1
+        if self.header_bytes > config.MAX_HEADER_BYTES:
+            self._refuse(header_fields_too_large())
+            raise StopParsing
+        if self.header_count > config.MAX_HEADERS:
+            self._refuse(too_many_headers())
+            raise StopParsing
         name = name.lower()
         if name in KEPT:
             self.headers.append((name, value))
@@ -100,6 +166,10 @@ class HttpProtocol(asyncio.Protocol):
             self.expect_continue = True
 
     def on_headers_complete(self):
+        self.in_head = False
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
         # curl, for one, waits a second for this before sending a body over 1 KiB.
         if self.expect_continue:
             self.expect_continue = False
@@ -116,8 +186,41 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self):
         parsed = httptools.parse_url(self.url)
         request = (self.parser.get_method().decode("latin-1"), parsed.path.decode("latin-1"), self.headers,
-                   b"".join(self.body) if len(self.body) != 1 else self.body[0], self.too_large,
-                   self.parser.should_keep_alive())
+                   b"".join(self.body) if len(self.body) != 1 else self.body[0],
+                   payload_too_large() if self.too_large else None, self.parser.should_keep_alive())
+        self._enqueue(request)
+
+    # limits on the head
+
+    def _head_continues(self, received: int) -> None:
+        """The head goes on past the data just parsed: time it from its first byte, and bound what
+        httptools buffers of it (it hands a header over only once the header is complete). The
+        first chunk is not counted: it may end a previous request; later ones are all head."""
+        if self.header_timer is None:
+            self.header_timer = self.loop.call_at(self.head_started + config.HEADER_TIMEOUT_S, self._header_timeout)
+            return
+        self.head_streamed += received
+        if self.head_streamed > config.MAX_REQUEST_LINE_BYTES + config.MAX_HEADER_BYTES:
+            self._refuse(header_fields_too_large())
+
+    def _header_timeout(self) -> None:
+        self.header_timer = None
+        if len(self.queue) > MAX_QUEUED:  # the gateway paused reading, not the client
+            self.header_timer = self.loop.call_later(config.HEADER_TIMEOUT_S, self._header_timeout)
+            return
+        self._refuse(header_timeout())
+
+    def _refuse(self, exc: GatewayError) -> None:
+        """Answer the request being read with `exc` after the requests before it, then close."""
+        self.refused = True
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        self._enqueue(("", "", [], b"", exc, False))
+
+    # serving
+
+    def _enqueue(self, request: tuple) -> None:
         self.queue.append(request)
         if len(self.queue) > MAX_QUEUED:
             self.transport.pause_reading()
@@ -125,24 +228,20 @@ class HttpProtocol(asyncio.Protocol):
             self.busy = True
             asyncio.ensure_future(self._serve_queue())
 
-    # serving
-
     async def _serve_queue(self) -> None:
         try:
             while self.queue and not self.closing:
-                method, path, headers, body, too_large, keep_alive = self.queue.pop(0)
+                method, path, headers, body, refusal, keep_alive = self.queue.pop(0)
                 if len(self.queue) == MAX_QUEUED:
                     self.transport.resume_reading()
-                await self._serve(method, path, headers, body, too_large, keep_alive)
+                await self._serve(method, path, headers, body, refusal, keep_alive)
         finally:
             self.busy = False
 
-    async def _serve(self, method, path, headers, body, too_large, keep_alive) -> None:
+    async def _serve(self, method, path, headers, body, refusal, keep_alive) -> None:
         request_id = str(uuid.uuid4()).encode()
-        if too_large:
-            exc = GatewayError(413, "payload_too_large", f"The request body exceeds the {config.MAX_BODY_BYTES} "
-                                                          "byte limit.")
-            status, payload, response_headers = error_response(exc, request_id)
+        if refusal is not None:
+            status, payload, response_headers = error_response(refusal, request_id)
             return self._write(response_bytes(status, response_headers, payload, False), False)
         try:
             answer = await process(method, path, headers, body, request_id)
@@ -168,90 +267,18 @@ class HttpProtocol(asyncio.Protocol):
     def _write(self, data: bytes, keep_alive: bool) -> None:
         if self.closing:
             return
-        self.last_active = asyncio.get_running_loop().time()
+        self.last_active = self.loop.time()
         self.transport.write(data)
         if not keep_alive:
             self.closing = True
-            self.transport.close()
+            if self.refused:
+                # The client may still be sending: closing with unread data sends a reset, which
+                # can destroy the response before it is read. End this side, discard, close later.
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_S, self.transport.close)
+            else:
+                self.transport.close()
 
     def _fail(self, status: int, message: str) -> None:
-        exc = GatewayError(status, "invalid_request", message)
-        status, payload, headers = error_response(exc, str(uuid.uuid4()).encode())
-        self._write(response_bytes(status, headers, payload, False), False)
+        self._refuse(GatewayError(status, "invalid_request", message))
 
-
-async def run_process(sock: socket.socket) -> None:
-    loop = asyncio.get_running_loop()
-    connections: set = set()
-    await gateway.startup()
-    server = await loop.create_server(lambda: HttpProtocol(connections), sock=sock, backlog=2048)
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    sweeper = loop.create_task(close_idle(connections))
-    await stop.wait()
-    sweeper.cancel()
-    server.close()
-    deadline = loop.time() + 10
-    while any(c.busy for c in connections) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    for connection in list(connections):
-        connection.transport.close()
-    await gateway.shutdown()
-
-
-async def close_idle(connections: set) -> None:
-    """Close keep-alive connections that have had nothing in progress for GATEWAY_IDLE_TIMEOUT_S."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(config.IDLE_TIMEOUT_S / 3)
-        cutoff = loop.time() - config.IDLE_TIMEOUT_S
-        for connection in list(connections):
-            if not connection.busy and not connection.queue and connection.last_active < cutoff:
-                connection.closing = True
-                connection.transport.close()
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve until SIGTERM/SIGINT: in this process, or in `workers` forked ones."""
-    if workers <= 1:
-        uvloop.run(run_process(listening_socket(host, port)))
-        return
-    children = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                uvloop.run(run_process(listening_socket(host, port)))
-            finally:
-                os._exit(0)
-        children.append(pid)
-
-    def forward(signum, _frame):
-        for child in children:
-            try:
-                os.kill(child, signum)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        while True:
-            try:
-                os.waitpid(child, 0)
-                break
-            except ChildProcessError:
-                break
-            except InterruptedError:
-                continue
