@@ -23,14 +23,24 @@ export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-run: setup migrate  ## Start the whole platform (portal, gateway, worker, beat, metering, Triton) with a demo
+run: setup migrate  ## Start the whole platform (portal, gateway, worker, beat, metering, Triton) with a demo, under supervisord
 	$(BIN)/python manage.py collectstatic --noinput -v 0
 	$(BIN)/python manage.py seed_demo
-	exec $(BIN)/honcho start
+	exec $(BIN)/python scripts/supervise.py
 
 test: setup frontend-test  ## Run the whole test suite (frontend unit tests, then pytest)
 	scripts/ensure_system.sh chromium redis
 	$(BIN)/pytest
+
+.PHONY: fuzz
+fuzz: venv services  ## Long fuzzing: schemathesis on the API, mutated ONNX uploads (FUZZ_EXAMPLES=N, default 200)
+	FUZZ_PROFILE=fuzz $(if $(FUZZ_EXAMPLES),FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)) $(BIN)/pytest tests/fuzz -q \
+		--hypothesis-show-statistics
+
+.PHONY: chaos
+chaos: setup  ## Kill -9 each Procfile process in turn under load (make run's supervisor); it must serve again, metering exact
+	scripts/ensure_system.sh redis
+	CHAOS=all $(BIN)/pytest tests/workers/test_supervision.py -k every_process -q -s
 
 setup: venv services frontend  ## Install everything and make PostgreSQL and Redis available
 
@@ -73,6 +83,10 @@ bench-keepalive: venv  ## Replay a trace through fixed and adaptive keep-alive (
 
 bench-coldstart: setup  ## First response from zero through the real stack vs Triton's own load time (BENCH_ARGS=--runs N)
 	$(BIN)/python -m workers.bench_coldstart $(BENCH_ARGS)
+
+.PHONY: bench-isolation
+bench-isolation: setup  ## Noisy neighbours: tenant B's p50/p99 and errors while tenant A floods (BENCH_ARGS=--seconds N)
+	$(BIN)/python -m workers.bench_isolation $(BENCH_ARGS)
 
 bench-replay: setup  ## Time-compressed live replay of a trace slice (1 trace minute = 1 s) against the simulator (TRACE=dir)
 	$(BIN)/python -m workers.replay_live --trace $(or $(TRACE),../shared/traces/azure-functions-2019) $(BENCH_ARGS)

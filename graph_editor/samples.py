@@ -26,3 +26,80 @@ def digits_classifier_onnx() -> bytes:
     classifier = LogisticRegression(max_iter=2000).fit(features, labels)
     onnx_model = to_onnx(classifier, features[:1], options={id(classifier): {"zipmap": False}}, target_opset=17)
     return onnx_model.SerializeToString()
+
+
+# Models that parse and pass the ONNX checker but attack the runtime. Tests and the
+# isolation benchmark use them to show that a tenant's model hurts only its own requests.
+
+def _model(nodes, inputs, outputs, initializers=()) -> bytes:
+    from onnx import checker, helper
+
+    graph = helper.make_graph(nodes, "attack", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="platform-samples")
+    model.ir_version = 8
+    checker.check_model(model)
+    return model.SerializeToString()
+
+
+@lru_cache(maxsize=1)
+def memory_hog_onnx() -> bytes:
+    """Allocates what the request asks for: input n INT64 [-1, 1] (a row per item),
+    output total FP32 [-1, 1], the sum of a ConstantOfShape tensor of max(n) ones, per item.
+    A request with n = 1e9 makes the runtime allocate 4 GB for a 4-byte answer."""
+    from onnx import TensorProto, helper
+
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    nodes = [
+        helper.make_node("Shape", ["n"], ["n_shape"]),
+        helper.make_node("ReduceMax", ["n"], ["count"], keepdims=1),
+        helper.make_node("Reshape", ["count", "flat_shape"], ["count_1d"]),
+        helper.make_node("ConstantOfShape", ["count_1d"], ["ones"], value=one),
+        helper.make_node("ReduceSum", ["ones"], ["sum"], keepdims=1),
+        helper.make_node("Gather", ["n_shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Concat", ["batch", "one_i"], ["out_shape"], axis=0),
+        helper.make_node("Expand", ["sum", "out_shape"], ["total"]),
+    ]
+    initializers = [
+        helper.make_tensor("flat_shape", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("one_i", TensorProto.INT64, [1], [1]),
+    ]
+    return _model(nodes, [helper.make_tensor_value_info("n", TensorProto.INT64, ["N", 1])],
+                  [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["N", 1])], initializers)
+
+
+@lru_cache(maxsize=1)
+def expand_bomb_onnx() -> bytes:
+    """A constant Expand to [2^20, 2^20] (4 TiB of FP32) added to the input: the runtime
+    meets it at load (constant folding) or at the first inference. Input x FP32 [-1, 4],
+    output y FP32 [-1, 4]."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Expand", ["seed", "huge"], ["big"]),
+        helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+        helper.make_node("Add", ["x", "s"], ["y"]),
+    ]
+    initializers = [
+        helper.make_tensor("seed", TensorProto.FLOAT, [1], [1.0]),
+        helper.make_tensor("huge", TensorProto.INT64, [2], [1 << 20, 1 << 20]),
+    ]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], initializers)
+
+
+@lru_cache(maxsize=1)
+def constant_bomb_onnx() -> bytes:
+    """ConstantOfShape to [2^40] (4 TiB) with a constant shape: input x FP32 [-1, 4],
+    output y FP32 [-1, 4] = x + the sum of it."""
+    from onnx import TensorProto, helper
+
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["huge"], ["big"], value=zero),
+        helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+        helper.make_node("Add", ["x", "s"], ["y"]),
+    ]
+    initializers = [helper.make_tensor("huge", TensorProto.INT64, [1], [1 << 40])]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], initializers)

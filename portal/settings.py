@@ -119,7 +119,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantMember"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "portal.api_errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "portal.api_base.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
@@ -133,6 +133,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The default hook, and the 415 that every operation reading a body can answer.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "portal.api_base.document_unsupported_media_type"],
     # One name for each choice set that several fields share (limits at every level).
     "ENUM_NAME_OVERRIDES": {
         "EnforcementEnum": "tenants.models.Enforcement.choices",
@@ -175,3 +178,9 @@ LOGGING = {
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "platform@localhost")
+
+# Memory share of a deployment's instance: what its runner may allocate beyond what it holds
+# once loaded (workers.services._config documents the rule): the instance's placement
+# reservation times the headroom, never less than the floor in MB (both 0: no share).
+DEPLOYMENT_MEMORY_SHARE_MB = int(os.environ.get("DEPLOYMENT_MEMORY_SHARE_MB", 1024))
+DEPLOYMENT_MEMORY_HEADROOM = float(os.environ.get("DEPLOYMENT_MEMORY_HEADROOM", 4))

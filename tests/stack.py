@@ -226,3 +226,37 @@ class PlatformStack:
             PYTHON, "-m", "celery", "-A", "workers.celery", "beat", "--loglevel", "WARNING",
             "--schedule", str(self.workdir / "celerybeat-schedule"),
         ], env)
+
+    @staticmethod
+    def child_pids(pid: int, executable: str = "") -> list[int]:
+        """The live children of `pid` (whose executable is named `executable`, when given)."""
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            if int(fields[1]) == pid and fields[0] != "Z" and (not executable or name == executable[:15]):
+                children.append(int(stat.parent.name))
+        return sorted(children)
+
+    def supervisor_start(self) -> subprocess.Popen:
+        """`make run`'s supervisor (scripts/supervise.py, the real Procfile) on this stack's
+        ports, database and Redis, its var directory in the workdir; returns once it serves.
+        Its Triton registers itself as `triton_name`."""
+        var = self.workdir / "var"
+        env = {**self.env, "PLATFORM_VAR_DIR": str(var), "PORTAL_PORT": str(self.portal_port),
+               "GATEWAY_PORT": str(self.gateway_port), "GATEWAY_GRPC_PORT": str(self.gateway_grpc_port),
+               "TRITON_HTTP_PORT": str(self.triton_http_port), "TRITON_GRPC_PORT": str(self.triton_grpc_port),
+               "TRITON_METRICS_PORT": str(self.triton_metrics_port), "TRITON_NAME": self.triton_name,
+               "TRITON_MEMORY_MB": "8192", "TRITON_URL": self.triton_url}
+        log = self.workdir / "supervisor.log"
+        # Appended to: supervisord writes the processes' lines through a second file description.
+        proc = subprocess.Popen([PYTHON, "scripts/supervise.py"], cwd=ROOT, env=env, stdout=log.open("ab"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs["supervisor"] = proc
+        wait_http(f"{self.triton_url}/v2/health/live", 90, proc, log)
+        wait_http(f"{self.portal_url}/login/", 60, proc, log)
+        wait_http(f"{self.gateway_url}/v2/health/live", 30, proc, log)
+        return proc

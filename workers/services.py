@@ -25,7 +25,8 @@ from graph_editor.models import ModelVersion
 from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
-from tenants.quotas import deployment_instances_reserved, model_memory_estimate_mb, quota_check_deployment
+from tenants.quotas import (deployment_instances_reserved, model_memory_estimate_mb, quota_check_deployment,
+                            quota_effective)
 from workers.models import Deployment, DeploymentState, KeepAlive, Replica, ReplicaState, TritonServer
 from workers.triton import client as triton
 from workers.triton.repository import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_US, config_pbtxt, entry_remove,
@@ -54,7 +55,8 @@ def _publish(deployment: Deployment) -> None:
     """After commit: the gateway's directory, then (in the background: a cold start does
     not wait for it) the portal's live view."""
     def publish():
-        fresh = Deployment.unscoped.prefetch_related("replica_set__server").filter(pk=deployment.pk).first()
+        fresh = (Deployment.unscoped.select_related("model_version").prefetch_related("replica_set__server")
+                 .filter(pk=deployment.pk).first())
         if fresh is None:
             return
         directory_put_deployment(fresh)
@@ -359,13 +361,38 @@ def server_pick(*, deployment: Deployment, memory_mb: int, evict: bool = True) -
 
 # ---- loading --------------------------------------------------------------------------
 
+def memory_share_mb(deployment: Deployment, server: TritonServer) -> int | None:
+    """The memory one instance of the deployment may allocate beyond what it holds once
+    loaded (its Python-backend runner enforces it; see `_config`); None for no share."""
+    reserved = replica_memory_mb(deployment, instances=1)
+    proportional = math.ceil(settings.DEPLOYMENT_MEMORY_HEADROOM * reserved)
+    ceilings = [server.memory_mb]
+    plan_limit = quota_effective(tenant=deployment.tenant)["values"]["max_model_memory_mb"]
+    if plan_limit is not None:
+        ceilings.append(plan_limit)
+    return max(settings.DEPLOYMENT_MEMORY_SHARE_MB, min(proportional, *ceilings)) or None
+
+
 def _config(deployment: Deployment, server: TritonServer, instances: int) -> str:
+    """The deployment's config.pbtxt for `server`, with `instances` instances.
+
+    Memory share (`memory_limit_mb`, per instance: each instance is its own stub process,
+    which may map that much more than it has while it builds its session or runs a batch;
+    runner_model.py): what placement reserves for one instance (`replica_memory_mb`: the
+    weights twice plus 64 MB of runtime, estimated from the file until measured) times
+    DEPLOYMENT_MEMORY_HEADROOM (4), at most the server's memory and the tenant's
+    max_model_memory_mb, never less than DEPLOYMENT_MEMORY_SHARE_MB (1024). It bounds a
+    request's burst and is not reserved: the shares on a server may add up to more than it
+    has, as Kubernetes limits do above requests. Both settings at 0 turn it off. Native
+    onnxruntime entries get none: only our runner enforces it."""
     version = deployment.model_version
+    native_onnx = "onnxruntime" in server.backends
     return config_pbtxt(
         triton_name=deployment.triton_name, inputs=version.inputs, outputs=version.outputs,
-        has_batch_dim=version.has_batch_dim, native_onnx="onnxruntime" in server.backends,
+        has_batch_dim=version.has_batch_dim, native_onnx=native_onnx,
         gpu=deployment.hardware == "gpu", max_batch_size=deployment.max_batch_size, instances=instances,
         queue_delay_us=deployment.max_queue_delay_us, preferred_batch_sizes=deployment.preferred_batch_sizes,
+        memory_limit_mb=None if native_onnx else memory_share_mb(deployment, server),
     )
 
 
@@ -671,3 +698,24 @@ def deployment_replicas_fit_run(*, deployment_id: int) -> None:
         for replica in surplus:
             replica_remove(replica, reason="fewer replicas requested")
     deployment_load_run(deployment_id=deployment_id)
+
+
+def server_restarted_run(*, server_name: str) -> list[int]:
+    """A Triton server answers again after a (re)start, with no model loaded (`manage.py
+    triton_serve` calls this each time its server is live): it is healthy, the replicas
+    recorded on it are forgotten and their deployments loaded again, here or elsewhere.
+    Returns those deployments; nothing happens for a server that is not registered."""
+    from workers import tasks
+
+    server = TritonServer.objects.filter(name=server_name).first()
+    if server is None:
+        return []
+    TritonServer.objects.filter(pk=server.pk).update(healthy=True, last_seen_at=timezone.now())
+    # Replicas of deployments being undeployed are left to their unload, which also removes their entries.
+    lost = list(Replica.objects.filter(server=server, deployment__state__in=[DeploymentState.READY,
+                                                                             DeploymentState.LOADING])
+                .select_related("server"))
+    moved = replicas_lost(lost, reason=f"Server {server.name} restarted")
+    for deployment_id in moved:
+        tasks.deployment_load.delay(deployment_id)
+    return moved

@@ -3,13 +3,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import connections
 
 from workers.models import TritonServer
-from workers.triton.local import backend_dir_prepare, server_command, server_environment
+from workers.services import server_restarted_run
+from workers.triton.local import ServerSupervisor, backend_dir_prepare, server_command, server_environment
 
 
 class Command(BaseCommand):
-    help = "Register a local Triton server and run it in the foreground (exec)."
+    help = ("Register a local Triton server and run it as a child process, started again whenever it dies; "
+            "each time it answers, the deployments it held are loaded again.")
 
     def add_arguments(self, parser):
         parser.add_argument("--name", default=os.environ.get("TRITON_NAME", "local"))
@@ -45,9 +48,26 @@ class Command(BaseCommand):
             )
         command = server_command(repository=repository, backends=backends, bind=bind, http_port=http_port,
                                  grpc_port=grpc_port, metrics_port=metrics_port)
-        self.stdout.write(f"triton {name}: http {http_port}, grpc {grpc_port}, repository {repository}")
+        self.say(f"triton {name}: http {http_port}, grpc {grpc_port}, repository {repository}")
+        connections.close_all()  # idle while Triton runs; each start opens its own
+        live_host = "127.0.0.1" if bind in ("0.0.0.0", "::", "") else (f"[{bind}]" if ":" in bind else bind)
+        supervisor = ServerSupervisor(command, server_environment(), live_url=f"http://{live_host}:{http_port}",
+                                      on_live=lambda: self.server_started(name), say=self.say)
+        code = supervisor.run()
+        if code:
+            raise SystemExit(code)
+
+    def server_started(self, name: str) -> None:
+        """A new Triton has no model loaded: what the platform recorded on it is loaded again."""
+        try:
+            moved = server_restarted_run(server_name=name)
+        finally:
+            connections.close_all()
+        self.say(f"triton {name} is live" + (f"; loading deployments {moved} again" if moved else ""))
+
+    def say(self, message: str) -> None:
+        self.stdout.write(message)
         self.stdout.flush()
-        os.execve(command[0], command, server_environment())
 
 
 def machine_memory_mb() -> int:
