@@ -32,7 +32,7 @@ def environment() -> None:
     """Scratch database, Redis database and directory of its own, so that it can run
     beside the test suite or a running platform."""
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_coldstart")
-    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
     os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / "inference-platform-bench"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
 

@@ -150,7 +150,7 @@ def environment(*, minute_s: float, interval_s: float) -> None:
     """Scratch database, Redis database and directory of its own; the stack's processes
     inherit the policy minute and the pass interval."""
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_replay")
-    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
     os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / "inference-platform-replay"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
     os.environ["KEEPALIVE_MINUTE_S"] = f"{minute_s:g}"
