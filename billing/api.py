@@ -1,11 +1,10 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 from billing.models import UsageEvent
 from billing.selectors import usage_recent, usage_summary, usage_timeseries
-from portal.api_base import TenantAPIView, with_errors
+from portal.api_base import LimitOffsetPagination, TenantAPIView, query_data, with_errors
 
 
 class UsageEventSerializer(serializers.ModelSerializer):
@@ -60,11 +59,12 @@ class UsageListView(TenantAPIView, generics.ListAPIView):
     pagination_class = LimitOffsetPagination
 
     def get_queryset(self):
-        query = UsageListQuerySerializer(data=self.request.query_params)
+        query = UsageListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
         return usage_recent(tenant=self.tenant, limit=None, deployment_name=query.validated_data.get("deployment"))
 
-    @extend_schema(parameters=[UsageListQuerySerializer], responses=with_errors({200: UsageEventSerializer(many=True)}),
+    @extend_schema(parameters=[UsageListQuerySerializer],
+                   responses=with_errors({200: UsageEventSerializer(many=True)}, 400),
                    summary="Recent requests, newest first (paginated with limit and offset)")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -81,7 +81,7 @@ class UsageTimeseriesView(TenantAPIView):
                    responses=with_errors({200: UsagePointSerializer(many=True)}, 400),
                    summary="Requests and errors per minute, oldest first (minutes without requests are zeros)")
     def get(self, request):
-        query = UsageTimeseriesQuerySerializer(data=request.query_params)
+        query = UsageTimeseriesQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         points = usage_timeseries(tenant=self.tenant, minutes=query.validated_data["minutes"])
         return Response(UsagePointSerializer(points, many=True).data)

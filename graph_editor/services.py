@@ -5,11 +5,12 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from graph_editor.models import MLModel, ModelVersion
 from graph_editor.onnx_inspect import InvalidModel, inspect_onnx
-from portal.errors import Conflict, NotFound, PlatformError
+from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from tenants.models import Tenant, slug_validator
 from tenants.quotas import quota_check_model_create
 
@@ -37,6 +38,12 @@ def _validate_filename(filename: str) -> None:
         return
     if "/" in filename or "\\" in filename or ".." in filename or filename.startswith("~") or "\x00" in filename:
         raise PlatformError(f"Rejected file name {filename!r}: it contains a path.", code="path_traversal")
+
+
+def _printable(text: str) -> str:
+    """The producer is shown as it is: without the NULs (the database refuses them) or other
+    control characters a file may carry."""
+    return "".join(ch for ch in text if ch.isprintable())
 
 
 def _size_text(size: int) -> str:
@@ -94,11 +101,15 @@ def model_version_upload(
             relative = Path(str(tenant.pk)) / str(model.pk) / str(last + 1) / "model.onnx"
             version = ModelVersion(
                 tenant=tenant, model=model, version=last + 1, file_path=str(relative), sha256=sha256,
-                size_bytes=size, opset=signature.opset, producer=signature.producer[:120],
+                size_bytes=size, opset=signature.opset, producer=_printable(signature.producer)[:120],
                 inputs=signature.inputs, outputs=signature.outputs, has_batch_dim=signature.has_batch_dim,
                 created_by=actor,
             )
-            version.full_clean()
+            try:
+                version.full_clean()
+            except ValidationError as exc:
+                # What the file declares and the columns cannot hold, e.g. a negative opset.
+                raise InvalidModel(f"The model's metadata is out of range: {validation_message(exc)}") from None
             final_path = storage / relative
             final_path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp_path, final_path)

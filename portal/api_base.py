@@ -1,7 +1,11 @@
-"""What every tenant-scoped REST view shares: the tenant the request acts for, and the
-documented error responses."""
+"""What every tenant-scoped REST view shares: the tenant the request acts for, the
+documented error responses, and query strings read strictly (a value that is not what
+the schema says is a 400, never silently the default)."""
+import re
+
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import serializers
+from rest_framework import pagination, serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.views import APIView
 
 from tenants.permissions import request_tenant
@@ -34,6 +38,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such object in this tenant",
     409: "The request conflicts with the current state",
     413: "The uploaded file is larger than the upload limit",
+    415: "The body's Content-Type (or its absence) is not one this endpoint reads",
 }
 
 
@@ -42,3 +47,54 @@ def with_errors(ok: dict, *statuses: int) -> dict:
     errors = {status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status])
               for status in (401, 403, *statuses)}
     return {**ok, **errors}
+
+
+def document_unsupported_media_type(result, generator, request, public):
+    """drf-spectacular postprocessing hook: an operation that reads a request body answers
+    415 to a body in a Content-Type it does not parse (DRF's UnsupportedMediaType), so each
+    one documents it, with the error body."""
+    error = {"description": ERROR_DESCRIPTIONS[415],
+             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            if "requestBody" in operation:
+                operation["responses"].setdefault("415", error)
+    return result
+
+
+def query_data(request) -> dict:
+    """The query string for a query serializer, as a plain dict: DRF reads an empty value in
+    form data (`?history=`) as "not given" and uses the default; here it is refused like any
+    other value that is not what the schema says."""
+    return request.query_params.dict()
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """DRF's limit and offset, except that a value that is not a whole number in range is a
+    400 (DRF ignores it and uses the default, or passes a huge one on to the database)."""
+
+    max_limit = 1000
+    max_offset = 2**31 - 1
+    _WHOLE = re.compile(r"[0-9]{1,12}")
+
+    def get_limit(self, request):
+        return self._whole(request, self.limit_query_param, 1, self.max_limit, self.default_limit)
+
+    def get_offset(self, request):
+        return self._whole(request, self.offset_query_param, 0, self.max_offset, 0)
+
+    def _whole(self, request, name: str, low: int, high: int, default: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not self._WHOLE.fullmatch(raw) or not low <= int(raw) <= high:
+            raise ValidationError({name: f"Must be a whole number from {low} to {high}."})
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: (1, self.max_limit), self.offset_query_param: (0, self.max_offset)}
+        for parameter in parameters:
+            low, high = bounds[parameter["name"]]
+            parameter["schema"].update(minimum=low, maximum=high)
+        return parameters

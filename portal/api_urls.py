@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.api import UsageListView, UsageSummaryView, UsageTimeseriesView
@@ -8,6 +8,7 @@ from graph_editor.api import (
     ModelVersionDetailView,
     ModelVersionListView,
 )
+from portal.api_errors import api_not_found
 from tenants.api import ApiKeyListView, ApiKeyRevokeView, TenantView
 from tenants.api_quotas import (
     DeploymentLimitsView,
@@ -46,4 +47,5 @@ urlpatterns = [
     path("admin/tenants/<int:tenant_id>/plan", TenantPlanView.as_view(), name="api-admin-tenant-plan"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^(?P<path>[\s\S]*)$", api_not_found),  # [\s\S]: a path with a newline is an API path too
 ]

@@ -7,11 +7,10 @@ gateway once committed."""
 from django.db.models import Count
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api_base import ErrorSerializer, TenantAPIView, with_errors
+from portal.api_base import ErrorSerializer, LimitOffsetPagination, TenantAPIView, query_data, with_errors
 from portal.errors import Conflict, NotFound
 from tenants.models import DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Hardware, Plan, Quota, QuotaLevel, Tenant
 from tenants.quotas import (LIMIT_FIELDS, plan_save, quota_clear, quota_effective, quota_overview, quota_set,
@@ -314,7 +313,7 @@ class QuotaListView(generics.ListAPIView):
     pagination_class = LimitOffsetPagination
 
     def get_queryset(self):
-        query = QuotaListQuerySerializer(data=self.request.query_params)
+        query = QuotaListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
         quotas = Quota.objects.select_related("plan", "tenant", "deployment", "api_key").order_by("level", "id")
         if "level" in query.validated_data:

@@ -310,7 +310,9 @@ def quota_set_within_tenant(*, tenant: Tenant, target, values: dict) -> Quota:
 def scope_limits(*, target) -> dict:
     """The request-path limits set on one deployment or API key (null: none of its own)."""
     lookup = {"api_key": target} if isinstance(target, ApiKey) else {"deployment": target}
-    values = quota_values(Quota.objects.filter(**lookup).first())
+    # Without a quota of its own nothing is limited, and the enforcement fields read as a
+    # new quota's (hard), as quota_effective reads them: never null, which they cannot be set to.
+    values = quota_values(Quota.objects.filter(**lookup).first() or Quota())
     return {field: values[field] for field in REQUEST_LIMITS}
 
 

@@ -3,7 +3,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from portal.api_base import ErrorSerializer, TenantAPIView, with_errors
+from portal.api_base import ErrorSerializer, TenantAPIView, query_data, with_errors
 from tenants.models import Hardware
 from workers.models import Deployment, KeepAlive
 from workers.selectors import coldstart_stats, deployment_get, deployment_list
@@ -120,7 +120,7 @@ class DeploymentListView(TenantAPIView):
                    responses=with_errors({200: DeploymentSerializer(many=True)}, 400),
                    summary="List deployments, newest first")
     def get(self, request):
-        query = DeploymentListQuerySerializer(data=request.query_params)
+        query = DeploymentListQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         deployments = deployment_list(tenant=self.tenant, include_history=query.validated_data["history"])
         return Response(serialized(deployments, many=True))

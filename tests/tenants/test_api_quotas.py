@@ -331,6 +331,8 @@ def test_an_owner_narrows_a_deployments_or_keys_limits_and_the_gateway_has_them(
     scope = f"{'d' if kind == 'deployment' else 'k'}:{target.pk}"
     client = session_client(alice)
     assert all(value is None for field, value in client.get(url).json().items() if not field.endswith("enforcement"))
+    # With no quota of its own the enforcement reads as a new one's, never null (the schema says an enum).
+    assert client.get(url).json()["monthly_requests_enforcement"] == "hard"
 
     response = client.patch(url, {"rate_per_second": 20, "rate_burst": 40, "max_concurrency": 64,
                                   "monthly_requests": 1000, "monthly_requests_enforcement": "soft"}, format="json")
