@@ -39,6 +39,11 @@ TENSOR_NAME_RULE = ("1 to 128 ASCII letters, digits and the characters _ . : / -
                     "a digit or _")
 
 
+# A tensor's fixed dimensions and rank: beyond these no request could carry it.
+MAX_DIM = 2**31 - 1
+MAX_RANK = 32
+
+
 def _check_tensor_name(name: str, kind: str) -> None:
     if not TENSOR_NAME.fullmatch(name):
         raise InvalidModel(f"{kind} name {name!r} is not allowed: tensor names must be {TENSOR_NAME_RULE}. "
@@ -71,9 +76,12 @@ def _tensor_spec(value_info, kind: str) -> dict:
     if not t.tensor_type.HasField("shape"):
         raise InvalidModel(f"{kind} '{value_info.name}' has no shape; export the model with static ranks.")
     shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.tensor_type.shape.dim]
-    if any(d == 0 or d < -1 for d in shape):
-        raise InvalidModel(f"{kind} '{value_info.name}' has shape {shape}: fixed dimensions must be at least 1 "
-                           "(use a symbolic dimension for a dynamic one).", code="invalid_shape")
+    if any(d == 0 or d < -1 or d > MAX_DIM for d in shape):
+        raise InvalidModel(f"{kind} '{value_info.name}' has shape {shape}: fixed dimensions must be from 1 to "
+                           f"{MAX_DIM} (use a symbolic dimension for a dynamic one).", code="invalid_shape")
+    if len(shape) > MAX_RANK:
+        raise InvalidModel(f"{kind} '{value_info.name}' has rank {len(shape)}; at most {MAX_RANK} dimensions are "
+                           "supported.", code="invalid_shape")
     return {"name": value_info.name, "datatype": ONNX_TO_KSERVE[elem], "shape": shape}
 
 
@@ -118,6 +126,10 @@ def inspect_onnx(path: Path) -> OnnxSignature:
     tensors = inputs + outputs
     has_batch_dim = all(len(s["shape"]) >= 1 and s["shape"][0] == -1 for s in tensors)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not 1 <= opset <= newest:
+        raise InvalidModel(f"The model imports ONNX opset {opset}; supported opsets are 1 to {newest}.",
+                           code="invalid_opset")
     return OnnxSignature(
         inputs=inputs, outputs=outputs, has_batch_dim=has_batch_dim, opset=opset,
         producer=f"{model.producer_name} {model.producer_version}".strip(),

@@ -152,9 +152,27 @@ def test_a_name_shared_by_an_input_and_an_output_is_refused(acme, settings):
     assert stored_files(settings) == []
 
 
-@pytest.mark.parametrize("shape", [("N", 0), ("N", -3)])
-def test_fixed_dimensions_below_one_are_refused(acme, settings, shape):
+@pytest.mark.parametrize("shape, message", [
+    (("N", 0), "fixed dimensions must be from 1 to 2147483647"),
+    (("N", -3), "fixed dimensions must be from 1 to 2147483647"),
+    (("N", 2**40), "fixed dimensions must be from 1 to 2147483647"),
+    (("N",) + (1,) * 32, "has rank 33; at most 32"),
+])
+def test_shapes_no_request_could_carry_are_refused(acme, settings, shape, message):
     with pytest.raises(PlatformError) as caught:
         model_version_upload(tenant=acme, model_name="zero", chunks=[named_model("x", shape=shape)])
-    assert caught.value.code == "invalid_shape" and "at least 1" in caught.value.message
+    assert caught.value.code == "invalid_shape" and message in caught.value.message
+    assert stored_files(settings) == []
+
+
+@pytest.mark.parametrize("opset", [0, -5, 999])
+def test_opsets_outside_what_the_runtime_knows_are_refused(acme, settings, opset):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], domain="custom.ops")], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
+                                                    helper.make_opsetid("custom.ops", 1)])
+    with pytest.raises(PlatformError) as caught:
+        model_version_upload(tenant=acme, model_name="opset", chunks=[model.SerializeToString()])
+    assert caught.value.status == 400 and caught.value.code in ("invalid_opset", "invalid_model")
     assert stored_files(settings) == []

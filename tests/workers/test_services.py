@@ -1,3 +1,4 @@
+import json
 import time
 from pathlib import Path
 
@@ -89,9 +90,13 @@ def test_deploy_loads_into_triton_and_answers_like_onnxruntime(stack, acme, digi
     assert ready.state == DeploymentState.READY, ready.error
     assert ready.load_seconds > 0
     assert (stack.triton_repository / ready.triton_name / "config.pbtxt").exists()
-    route = redis_client().hgetall(route_entry_name(acme.pk, "digits"))
-    assert route["state"] == "ready" and route["triton_model"] == ready.triton_name
-    assert route["http_url"] == stack.triton_url
+    # The worker publishes the route right after its commit: a moment after the row reads ready.
+    deadline = time.monotonic() + 5
+    while (route := redis_client().hgetall(route_entry_name(acme.pk, "digits")))["state"] != "ready":
+        assert time.monotonic() < deadline, route
+        time.sleep(0.05)
+    assert route["triton_model"] == ready.triton_name and route["http_url"] == stack.triton_url
+    assert json.loads(route["sig"])["in"] == [["X", "FP32", [-1, 64]]]
 
     from graph_editor.samples import digits_dataset
 
