@@ -336,3 +336,29 @@ def test_struct_packed_raw_contents_of_every_size_are_counted_exactly():
     for rows in (1, 2, 64):
         raw = struct.pack(f"<{rows * 64}f", *([0.25] * rows * 64))
         check_grpc(DIGITS, grpc_request(("X", "FP32", [rows, 64], None), raw=[raw]))
+
+
+def test_a_description_that_passed_is_checked_again_only_for_its_sizes():
+    sig = Signature(signature_text(inputs=[{"name": "X", "datatype": "FP32", "shape": [-1, 64]}], outputs=[],
+                                   has_batch_dim=True, max_batch_size=64))
+    data = np.ones((2, 64), dtype=np.float32).tobytes()
+    body, length = binary_body([(x((2, 64), parameters={"binary_data_size": len(data)}), data)])
+    sig.check_http(body, length, LIMIT)
+    assert sig.passed == {body[:length]: 512}
+    sig.check_http(body, length, LIMIT)
+    with pytest.raises(InvalidRequest, match="binary tensor data is 508 bytes"):
+        sig.check_http(body[:-4], length, LIMIT)
+    raw = np.ones((2, 64), dtype=np.float32).tobytes()
+    message = grpc_request(("X", "FP32", [2, 64], None), raw=[raw])
+    check_grpc(sig, message)
+    check_grpc(sig, message)
+    with pytest.raises(InvalidRequest, match="raw contents of input 'X' are 256 bytes"):
+        check_grpc(sig, grpc_request(("X", "FP32", [2, 64], None), raw=[raw[:256]]))
+    # JSON data and typed contents vary with every request: never remembered.
+    check_json(sig, json_body(x()))
+    check_grpc(sig, grpc_request(("X", "FP32", [1, 64], {"fp32_contents": [0.5] * 64})))
+    assert len(sig.passed) == 2
+    for rows in range(1, 65):
+        data = np.ones((rows, 64), dtype=np.float32).tobytes()
+        sig.check_http(*binary_body([(x((rows, 64), parameters={"binary_data_size": len(data)}), data)]), LIMIT)
+    assert len(sig.passed) <= Signature.PASSED_MAX
