@@ -52,6 +52,22 @@ def quota_values(quota: Quota | None) -> dict:
     return {field: getattr(quota, field) for field in LIMIT_FIELDS} if quota else {field: None for field in LIMIT_FIELDS}
 
 
+def quota_effective_value(*, tenant_id: int, field: str):
+    """One of a tenant's effective limits (its own value, else its plan's, else the default
+    plan's) in one query, for paths that need one limit fast (a cold start's config)."""
+    from django.db.models import OuterRef, Subquery
+    from django.db.models.functions import Coalesce
+
+    own = Quota.objects.filter(level=QuotaLevel.TENANT, tenant_id=OuterRef("pk")).values(field)[:1]
+    default_plan = Plan.objects.filter(is_default=True).values("pk")[:1]
+    inherited = Quota.objects.filter(plan_id=Coalesce(OuterRef("plan_id"), Subquery(default_plan))).values(field)[:1]
+    row = (Tenant.objects.filter(pk=tenant_id).annotate(own=Subquery(own), inherited=Subquery(inherited))
+           .values("own", "inherited").first())
+    if row is None:
+        return None
+    return row["own"] if row["own"] is not None else row["inherited"]
+
+
 def quota_effective(*, tenant: Tenant) -> dict:
     """The tenant's limits: each field from the tenant's quota if set there, else its plan's.
     `source` says, per limit, which level it came from."""

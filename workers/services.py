@@ -26,7 +26,7 @@ from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
 from tenants.quotas import (deployment_instances_reserved, model_memory_estimate_mb, quota_check_deployment,
-                            quota_effective)
+                            quota_effective_value)
 from workers.models import Deployment, DeploymentState, KeepAlive, Replica, ReplicaState, TritonServer
 from workers.triton import client as triton
 from workers.triton.repository import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_US, config_pbtxt, entry_remove,
@@ -361,19 +361,21 @@ def server_pick(*, deployment: Deployment, memory_mb: int, evict: bool = True) -
 
 # ---- loading --------------------------------------------------------------------------
 
-def memory_share_mb(deployment: Deployment, server: TritonServer) -> int | None:
+def memory_share_mb(deployment: Deployment, server: TritonServer, reserved_mb: float | None = None) -> int | None:
     """The memory one instance of the deployment may allocate beyond what it holds once
-    loaded (its Python-backend runner enforces it; see `_config`); None for no share."""
-    reserved = replica_memory_mb(deployment, instances=1)
+    loaded (its Python-backend runner enforces it; see `_config`); None for no share.
+    `reserved_mb`: what placement reserved for one instance, when the caller knows it (a
+    cold start does: it saves the queries)."""
+    reserved = reserved_mb if reserved_mb else replica_memory_mb(deployment, instances=1)
     proportional = math.ceil(settings.DEPLOYMENT_MEMORY_HEADROOM * reserved)
     ceilings = [server.memory_mb]
-    plan_limit = quota_effective(tenant=deployment.tenant)["values"]["max_model_memory_mb"]
+    plan_limit = quota_effective_value(tenant_id=deployment.tenant_id, field="max_model_memory_mb")
     if plan_limit is not None:
         ceilings.append(plan_limit)
     return max(settings.DEPLOYMENT_MEMORY_SHARE_MB, min(proportional, *ceilings)) or None
 
 
-def _config(deployment: Deployment, server: TritonServer, instances: int) -> str:
+def _config(deployment: Deployment, server: TritonServer, instances: int, reserved_mb: float | None = None) -> str:
     """The deployment's config.pbtxt for `server`, with `instances` instances.
 
     Memory share (`memory_limit_mb`, per instance: each instance is its own stub process,
@@ -392,7 +394,7 @@ def _config(deployment: Deployment, server: TritonServer, instances: int) -> str
         has_batch_dim=version.has_batch_dim, native_onnx=native_onnx,
         gpu=deployment.hardware == "gpu", max_batch_size=deployment.max_batch_size, instances=instances,
         queue_delay_us=deployment.max_queue_delay_us, preferred_batch_sizes=deployment.preferred_batch_sizes,
-        memory_limit_mb=None if native_onnx else memory_share_mb(deployment, server),
+        memory_limit_mb=None if native_onnx else memory_share_mb(deployment, server, reserved_mb),
     )
 
 
@@ -479,7 +481,8 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
     try:
         entry_write(repository=repository, triton_name=deployment.triton_name,
                     onnx_path=deployment.model_version.absolute_path,
-                    config=_config(deployment, server, replica.instances),
+                    config=_config(deployment, server, replica.instances,
+                                   replica.memory_mb / max(replica.instances, 1)),
                     native_onnx="onnxruntime" in server.backends)
         seconds = triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
     except triton.TritonUnreachable as exc:
