@@ -388,10 +388,9 @@ class InferenceService(grpc.GenericRpcHandler):
                 break
             except aio.AioRpcError as exc:
                 if not unreachable(exc):
-                    failure = upstream_failure(exc, admitted.triton_model, name, version)
-                    if runner_died(failure.message):
+                    if runner_died(exc.details() or ""):
                         gateway.coldstarts.heal(admitted.deployment_id)
-                    raise failure from None
+                    raise upstream_failure(exc, admitted.triton_model, name, version) from None
                 # Nothing was sent: skip this server, as the HTTP path does, and try another replica.
                 replicas.down(target)
                 tried = target

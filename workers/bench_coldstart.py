@@ -28,13 +28,37 @@ GOAL_END_TO_END_S = 1.5
 GOAL_OVERHEAD_MS = 100.0
 
 
-def environment() -> None:
-    """Scratch database, Redis database and directory of its own, so that it can run
-    beside the test suite or a running platform."""
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_coldstart")
-    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
-    os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / "inference-platform-bench"))
+def scratch_stack(name: str, *, redis_db: int, env: dict | None = None):
+    """The real stack on a scratch database, Redis database and directory of the
+    benchmark's own (so that it can run beside the test suite, a running platform or the
+    other benchmarks; test runs take Redis databases 9-15), not started yet. `env` goes
+    to this process and the stack's processes."""
+    os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/bench_{name}")
+    os.environ.setdefault("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}")
+    os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / f"inference-platform-bench-{name}"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
+    os.environ.update(env or {})
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    from gateway.directory import redis_client
+    from tests.stack import PlatformStack
+
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    redis_client().flushdb()  # no routes or activity of an earlier run with the same ids
+    return PlatformStack(workdir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+
+
+def scratch_stop(stack) -> None:
+    """Stop a scratch_stack and drop its database."""
+    from django.db import connection
+
+    stack.stop()
+    connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
 
 
 def infer(url: str, key: str, body: bytes) -> tuple[int, float, bytes]:
@@ -62,27 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="cold starts to time (default 10)")
     args = parser.parse_args(argv)
 
-    environment()
-    import django
-
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-
+    stack = scratch_stack("coldstart", redis_db=7)
     from billing.models import UsageEvent
     from graph_editor.samples import digits_classifier_onnx, digits_dataset
     from graph_editor.services import model_version_upload
     from tenants.models import Tenant
     from tenants.services import api_key_create
-    from tests.stack import PlatformStack
     from workers.models import Deployment, DeploymentState
     from workers.services import deployment_create, deployment_scale_to_zero
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-coldstart-"))
-    stack = PlatformStack(workdir=workdir)
     stack.start()
     try:
         stack.register_servers()
@@ -125,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run:>4}{seconds * 1000:>16.1f}{load_s * 1000:>16.1f}{event.cold_start_ms:>10.1f}"
                   f"{event.upstream_ms:>15.1f}{overhead_ms:>13.1f}")
     finally:
-        stack.stop()
-        connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+        scratch_stop(stack)
 
     def summary(field: str) -> dict:
         values = sorted(r[field] for r in runs if r[field] is not None)

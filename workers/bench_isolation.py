@@ -37,12 +37,10 @@ import re
 import resource
 import signal
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 A_RATE_PER_SECOND = 200.0
 A_RATE_BURST = 50
@@ -63,16 +61,6 @@ BUCKETS = ("2xx", "400", "4xx other", "429", "5xx", "timeout", "conn error", "in
 GRPC_BUCKETS = {"OK": "2xx", "INVALID_ARGUMENT": "400", "OUT_OF_RANGE": "400", "FAILED_PRECONDITION": "400",
                 "UNIMPLEMENTED": "400", "RESOURCE_EXHAUSTED": "429", "UNAVAILABLE": "5xx", "INTERNAL": "5xx",
                 "UNKNOWN": "5xx", "DATA_LOSS": "5xx", "DEADLINE_EXCEEDED": "timeout"}
-
-
-def environment() -> None:
-    """Scratch database, Redis database and directory of its own, so that it can run
-    beside the test suite, a running platform or the other benchmarks."""
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_isolation")
-    # Test runs take Redis databases 9-15 (portal/settings_test.py's slots) and flush them.
-    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/8")
-    os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / "inference-platform-bench-isolation"))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
 
 
 def bucket(outcome: str) -> str:
@@ -438,22 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     if not weights:
         raise SystemExit("--mix and --exclude leave A nothing to send")
 
-    environment()
-    import django
-
-    django.setup()
     import uvloop
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
 
     from gateway.bench import session_cpu_s
-    from tests.stack import PlatformStack
+    from workers.bench_coldstart import scratch_stack, scratch_stop
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-isolation-"))
-    stack = PlatformStack(workdir=workdir)
+    stack = scratch_stack("isolation", redis_db=8)
+    workdir = stack.workdir
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     watch = None
     try:
@@ -523,8 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if watch is not None:
             watch.stop()
-        stack.stop()
-        connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+        scratch_stop(stack)
 
     result = report(args, phases, flood_result, triton, cpu)
     return 0 if result["passed"] else 1

@@ -58,12 +58,10 @@ What disagreement remains comes from:
 import argparse
 import json
 import math
-import os
 import random
 import re
 import statistics
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -145,17 +143,6 @@ def simulate(kind: str, function: Function) -> Simulated:
 
 
 # ---- the live side --------------------------------------------------------------------
-
-def environment(*, minute_s: float, interval_s: float) -> None:
-    """Scratch database, Redis database and directory of its own; the stack's processes
-    inherit the policy minute and the pass interval."""
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_replay")
-    os.environ.setdefault("TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
-    os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / "inference-platform-replay"))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
-    os.environ["KEEPALIVE_MINUTE_S"] = f"{minute_s:g}"
-    os.environ["AUTOSCALE_INTERVAL_S"] = f"{interval_s:g}"
-
 
 @dataclass
 class Call:
@@ -266,21 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {i:>3} {function.name[:10]} {sum(1 for c in function.counts if c):>4} {pattern}")
     simulated = [simulate(args.policy, f) for f in functions]
 
-    environment(minute_s=args.minute_s, interval_s=args.interval)
-    import django
+    from workers.bench_coldstart import scratch_stack, scratch_stop
 
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    from gateway.directory import redis_client
-    from tests.stack import PlatformStack
-
-    setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    redis_client().flushdb()  # its own database: no activity or routes of an earlier run with the same ids
-    workdir = Path(tempfile.mkdtemp(prefix="replay-live-"))
-    stack = PlatformStack(workdir=workdir)
+    # The stack's processes inherit the policy minute and the pass interval.
+    stack = scratch_stack("replay", redis_db=6, env={"KEEPALIVE_MINUTE_S": f"{args.minute_s:g}",
+                                                      "AUTOSCALE_INTERVAL_S": f"{args.interval:g}"})
+    workdir = stack.workdir
     print(f"stack logs in {workdir}")
     stack.start()
     try:
@@ -292,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         live_events = worker_events(stack.log("worker"), {d.pk: d.triton_name for d in deployments}, base_s,
                                     args.minute_s)
     finally:
-        stack.stop()
-        connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+        scratch_stop(stack)
 
     if exited:
         print(f"stack processes that exited during the replay: {', '.join(exited)} (logs in {workdir})")

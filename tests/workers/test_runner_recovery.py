@@ -49,3 +49,28 @@ def test_a_killed_runner_is_reloaded_and_serves_again(stack, acme, digits_deploy
     assert set(answers[:-1]) == {(503, "runner_restarting", "2")}, answers
     fresh = runner_pids(digits_deployment.triton_name)
     assert fresh and not set(fresh) & set(pids)
+
+
+def test_a_killed_runner_is_reloaded_for_grpc_callers_too(stack, acme, digits_deployment):
+    import grpc
+
+    from tests.gateway.test_grpc import bearer, infer_request, rpc
+    from tritonclient.grpc import service_pb2_grpc
+
+    _, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
+    with grpc.insecure_channel(f"127.0.0.1:{stack.gateway_grpc_port}") as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert rpc(stub, "ModelInfer", infer_request(), bearer(raw)).code == grpc.StatusCode.OK
+        pids = runner_pids(digits_deployment.triton_name)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        answers, deadline = [], time.monotonic() + 30
+        while time.monotonic() < deadline:
+            answer = rpc(stub, "ModelInfer", infer_request(), bearer(raw))
+            answers.append((answer.code, answer.details))
+            if answer.code == grpc.StatusCode.OK:
+                break
+            time.sleep(0.2)
+    assert answers[-1][0] == grpc.StatusCode.OK, answers
+    assert answers[0][0] == grpc.StatusCode.UNAVAILABLE and "is being restarted" in answers[0][1], answers
+    assert not set(runner_pids(digits_deployment.triton_name)) & set(pids)
