@@ -4,7 +4,12 @@ from rest_framework.response import Response
 
 from billing.models import UsageEvent
 from billing.selectors import usage_recent, usage_summary, usage_timeseries
-from portal.api_base import LimitOffsetPagination, TenantAPIView, query_data, with_errors
+from portal.api_base import (
+    LimitOffsetPagination,
+    TenantAPIView,
+    query_data,
+    with_errors,
+)
 
 
 class UsageEventSerializer(serializers.ModelSerializer):

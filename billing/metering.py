@@ -11,12 +11,13 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-from django.db import OperationalError, connection, transaction
 import redis
+from django.db import OperationalError, connection, transaction
 
 from billing.models import QuotaAlert, UsageEvent
-from gateway.admission import EVENT_FIELDS
-from gateway.directory import USAGE_STREAM, redis_client
+from gateway.contract.keys import USAGE_STREAM
+from gateway.contract.usage import usage_event_unpack
+from tenants.directory import redis_client
 from tenants.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def _unpack(fields: dict) -> dict:
-    """The gateway writes an event as one packed field "e" (gateway.admission.EVENT_FIELDS)."""
-    return dict(zip(EVENT_FIELDS, fields.get("e", "").split("\x1f")))
+    """The gateway writes an event as one packed field (gateway/contract/usage.py)."""
+    return usage_event_unpack(fields)
 
 
 def _row(fields: dict) -> UsageEvent | None:

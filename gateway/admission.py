@@ -2,12 +2,12 @@
 
 `admit` authenticates the key, resolves the deployment, and decides every request-path
 limit of the tenant, the deployment and the key at once (payload size, monthly budgets,
-GCRA rates, concurrency leases) with Redis's clock; see lua/admit.lua. Nothing is
+GCRA rates, concurrency leases) with Redis's clock; see contract/lua/admit.lua. Nothing is
 counted in this process, so limits stay exact across any number of gateway processes,
 and a change an admin makes is in force for the next request.
 
 `finish_then` releases the leases, adds the request to the monthly counters and appends
-its usage event to the stream, atomically (lua/finish.lua). It is written to Redis before
+its usage event to the stream, atomically (contract/lua/finish.lua). It is written to Redis before
 the response is written to the client: a response never leaves without its usage event
 already on its way, so a gateway that dies loses no usage.
 
@@ -15,34 +15,30 @@ A gateway that dies holding leases does not hold them for long: leases expire af
 LEASE_TTL_S unless renewed, and each process renews those of its own requests that run
 longer than a third of that."""
 import asyncio
-import hashlib
 import logging
 import time
-from pathlib import Path
 
 import hiredis
 
 from gateway import config
 from gateway.coldstart import WAKE_MARKER_MS
+from gateway.contract.hashing import hash_api_key
+from gateway.contract.keys import key_entry_name
+from gateway.contract.scripts import lua_source
+from gateway.contract.usage import SEPARATOR
 from gateway.redis_link import RedisLink, RedisReplyError, RedisUnavailable, Script
 
 log = logging.getLogger("gateway.admission")
-LUA = Path(__file__).with_name("lua")
-ADMIT = Script((LUA / "admit.lua").read_text())
-FINISH = Script((LUA / "finish.lua").read_text())
-RENEW = Script((LUA / "renew.lua").read_text())
-KEY_PREFIX = "gw:key:"
-# A usage event is one stream field, "e": these values in this order, joined by \x1f.
-# (One packed field instead of sixteen pairs costs the gateway a tenth of the packing.)
-EVENT_FIELDS = ("rid", "tenant", "key", "dep", "name", "ver", "proto", "ep", "status", "lat", "up", "cus", "cold",
-                "bin", "bout", "flags", "ts")
+ADMIT = Script(lua_source("admit"))
+FINISH = Script(lua_source("finish"))
+RENEW = Script(lua_source("renew"))
 
 
 def usage_event(admitted: "Admitted", *, name: str, proto: str, endpoint: str, status: int, started: float,
                 upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
-    """The usage event of an admitted request (see EVENT_FIELDS), for HTTP and gRPC alike.
+    """The usage event of an admitted request (gateway/contract/usage.py), for HTTP and gRPC alike.
     `cold` is "0", or the milliseconds the request was held for its deployment to load."""
-    return "\x1f".join((
+    return SEPARATOR.join((
         admitted.request_id, admitted.tenant, admitted.key_id, admitted.deployment_id, name,
         admitted.model_version_id, proto, endpoint, str(status), f"{(time.perf_counter() - started) * 1000:.3f}",
         f"{upstream_ms:.3f}" if upstream_ms is not None else "", str(compute_us), admitted.cold_ms, str(bytes_in),
@@ -96,7 +92,7 @@ class Admission:
         self.renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
     async def admit(self, raw_key: str, name: str, body_size: int, request_id: str, infer: bool) -> Admitted:
-        key_entry = KEY_PREFIX + hashlib.sha256(raw_key.encode()).hexdigest()
+        key_entry = key_entry_name(hash_api_key(raw_key))
         args = (name, str(body_size), request_id, self.lease_ms, "1" if infer else "0", str(WAKE_MARKER_MS))
         try:
             reply = await self.link.run_script(ADMIT, (key_entry,), args)

@@ -39,7 +39,7 @@ from pathlib import Path
 import redis
 import uvloop
 
-from gateway.directory import KEY_PREFIX, LIMITS_PREFIX, ROUTE_PREFIX, USAGE_STREAM
+from gateway.contract.keys import KEY_PREFIX, LIMITS_PREFIX, ROUTE_PREFIX, USAGE_STREAM
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_NAME = "digits"
@@ -307,11 +307,15 @@ class Bench:
         return proc, port, grpc_port
 
     def start(self) -> None:
+        from gateway.contract.signature import signature_text
         from graph_editor.onnx_inspect import inspect_onnx
         from graph_editor.samples import digits_classifier_onnx
         from workers.triton.client import model_load
-        from gateway.signature import signature_text
-        from workers.triton.repository import DEFAULT_MAX_BATCH_SIZE, config_pbtxt, entry_write
+        from workers.triton.repository import (
+            DEFAULT_MAX_BATCH_SIZE,
+            config_pbtxt,
+            entry_write,
+        )
 
         self.start_redis()
         triton, triton_log = self.spawn("triton", [

@@ -15,6 +15,7 @@ import os
 import time
 
 from gateway import config
+from gateway.contract.keys import heal_marker_name, route_entry_name, wake_marker_name
 
 log = logging.getLogger("gateway.coldstart")
 POLL_S = 0.005
@@ -49,7 +50,7 @@ class ColdStarts:
         self.deadlines[deployment_id] = max(self.deadlines.get(deployment_id, 0), deadline)
         watcher = self.watchers.get(deployment_id)
         if watcher is None or watcher.done():
-            route_key = f"gw:route:{admitted.tenant}:{name}"
+            route_key = route_entry_name(admitted.tenant, name)
             watcher = asyncio.ensure_future(self._watch(deployment_id, route_key))
             self.watchers[deployment_id] = watcher
         try:
@@ -73,7 +74,7 @@ class ColdStarts:
                     return route
                 if state == "cold" and time.monotonic() - marker_at > WAKE_MARKER_MS / 1000:
                     marker_at = time.monotonic()
-                    taken = await self.link.call("SET", f"gw:wake:{deployment_id}", "1", "NX", "PX", WAKE_MARKER_MS)
+                    taken = await self.link.call("SET", wake_marker_name(deployment_id), "1", "NX", "PX", WAKE_MARKER_MS)
                     if taken:
                         self.wake(deployment_id)
                 await asyncio.sleep(POLL_S)
@@ -92,7 +93,7 @@ class ColdStarts:
 
     async def _release(self, deployment_id: str) -> None:
         try:
-            await self.link.call("DEL", f"gw:wake:{deployment_id}")
+            await self.link.call("DEL", wake_marker_name(deployment_id))
         except Exception as exc:  # the marker then expires by itself
             log.warning("wake marker of deployment %s not released: %s", deployment_id, exc)
 
@@ -104,7 +105,7 @@ class ColdStarts:
 
     async def _heal(self, deployment_id: str) -> None:
         try:
-            if await self.link.call("SET", f"gw:heal:{deployment_id}", "1", "NX", "PX", HEAL_MARKER_MS):
+            if await self.link.call("SET", heal_marker_name(deployment_id), "1", "NX", "PX", HEAL_MARKER_MS):
                 log.warning("deployment %s: its runner is not healthy; queueing a reload", deployment_id)
                 asyncio.get_running_loop().run_in_executor(None, self._send, HEAL_TASK, int(deployment_id))
         except Exception as exc:

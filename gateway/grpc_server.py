@@ -30,8 +30,20 @@ from tritonclient.grpc import service_pb2
 
 from gateway import config
 from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
-from gateway.app import (SERVER_METADATA, GatewayError, gateway, model_missing, not_ready, refusal, request_check,
-                         route_ready, runner_died, runner_restarting, server_unavailable, unavailable)
+from gateway.app import (
+    SERVER_METADATA,
+    GatewayError,
+    gateway,
+    model_missing,
+    not_ready,
+    refusal,
+    request_check,
+    route_ready,
+    runner_died,
+    runner_restarting,
+    server_unavailable,
+    unavailable,
+)
 from gateway.signature import Signature
 
 log = logging.getLogger("gateway.grpc")

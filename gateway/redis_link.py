@@ -15,7 +15,11 @@ import hashlib
 import ssl
 
 import hiredis
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
+from redis.asyncio.connection import (
+    SSLConnection,
+    UnixDomainSocketConnection,
+    parse_url,
+)
 
 
 class RedisUnavailable(Exception):

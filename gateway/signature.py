@@ -16,7 +16,7 @@ and the binary tensor extension) and gRPC, against what the deployment accepts:
   shared server's memory regions are not the tenant's to name).
 
 The signature travels with the route in Redis (field `sig` of gw:route:*, written by
-the control plane: see `signature_text`), so admission stays one round trip; each
+the control plane: see gateway/contract/signature.py), so admission stays one round trip; each
 process parses a signature text once. A failed check raises InvalidRequest naming the
 input and what is wrong; the gateway answers 400 (gRPC INVALID_ARGUMENT) and meters it."""
 import json
@@ -45,23 +45,6 @@ InferRequestedOutputTensor = service_pb2.ModelInferRequest.InferRequestedOutputT
 
 class InvalidRequest(ValueError):
     """The request does not fit the deployment's signature; the message says how."""
-
-
-def signature_text(*, inputs: list[dict], outputs: list[dict], has_batch_dim: bool, max_batch_size: int) -> str:
-    """The signature the gateway checks requests against, as the route carries it: the
-    shapes clients send (Triton's view: a batched model takes [batch, *dims], a per-item
-    scalar is [batch, 1], a non-batched scalar is [1])."""
-    batched = has_batch_dim and max_batch_size > 0
-
-    def dims(shape: list[int]) -> list[int]:
-        inner = shape[1:] if batched else shape
-        return ([-1] if batched else []) + (inner or [1])
-
-    return json.dumps({
-        "mb": max_batch_size if batched else 0,
-        "in": [[s["name"], s["datatype"], dims(s["shape"])] for s in inputs],
-        "out": [s["name"] for s in outputs],
-    }, separators=(",", ":"))
 
 
 def _shape_text(dims) -> str:

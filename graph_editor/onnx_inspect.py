@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-from portal.errors import PlatformError
+from gateway.contract.errors import PlatformError
 
 ONNX_TO_KSERVE = {
     TensorProto.FLOAT: "FP32",

@@ -19,8 +19,8 @@ def digits_classifier_onnx() -> bytes:
     """scikit-learn's 8x8 digits, a logistic regression, converted with skl2onnx.
 
     Input X: FP32 [-1, 64]; outputs label: INT64 [-1] and probabilities: FP32 [-1, 10]."""
-    from sklearn.linear_model import LogisticRegression
     from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
 
     features, labels = digits_dataset()
     classifier = LogisticRegression(max_iter=2000).fit(features, labels)

@@ -1,5 +1,5 @@
+from gateway.contract.errors import NotFound
 from graph_editor.models import MLModel, ModelVersion
-from portal.errors import NotFound
 from tenants.models import Tenant
 
 

@@ -8,11 +8,18 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from gateway.contract.errors import (
+    Conflict,
+    NotFound,
+    PlatformError,
+    QuotaExceeded,
+    validation_message,
+)
 from graph_editor.models import MLModel, ModelVersion
 from graph_editor.onnx_inspect import InvalidModel, inspect_onnx
-from portal.errors import Conflict, NotFound, PlatformError, validation_message
+from graph_editor.signals import model_deleting
 from tenants.models import Tenant, slug_validator
-from tenants.quotas import quota_check_model_create
+from tenants.quotas import quota_effective
 
 CHUNK = 1024 * 1024
 
@@ -135,16 +142,20 @@ def _remove_empty_dirs(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
+def quota_check_model_create(*, tenant: Tenant) -> None:
+    limit = quota_effective(tenant=tenant)["values"]["max_models"]
+    if limit is not None and MLModel.objects.for_tenant(tenant).count() >= limit:
+        raise QuotaExceeded(f"Your tenant may have at most {limit} models; delete one or ask for a higher limit.")
+
+
 def model_delete(*, tenant: Tenant, model_id: int) -> None:
     """Delete a model and its files; refused while any version is deployed."""
-    from workers.selectors import deployment_active_for_model
-
     with transaction.atomic():
         model = MLModel.objects.for_tenant(tenant).select_for_update().filter(pk=model_id).first()
         if model is None:
             raise NotFound("No such model in this tenant.")
-        if deployment_active_for_model(tenant=tenant, model_id=model.pk):
-            raise Conflict("This model has active deployments; undeploy them first.")
+        # The deployments layer refuses (Conflict) while a version is deployed.
+        model_deleting.send(sender=MLModel, model=model)
         directory = Path(settings.MODEL_STORAGE_DIR) / str(tenant.pk) / str(model.pk)
         model.delete()
         transaction.on_commit(lambda: shutil.rmtree(directory, ignore_errors=True))

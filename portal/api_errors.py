@@ -6,7 +6,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from portal.errors import PlatformError, error_body
+from gateway.contract.errors import PlatformError, error_body
 
 
 def _flatten(detail) -> str:

@@ -35,7 +35,6 @@ INSTALLED_APPS = [
     "graph_editor",
     "workers",
     "billing",
-    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -81,8 +80,8 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "control"
-CELERY_TASK_ROUTES = {"workers.tasks.*": {"queue": "control"}, "gateway.tasks.*": {"queue": "control"},
-                      "tenants.tasks.*": {"queue": "control"}}
+CELERY_TASK_ROUTES = {"workers.tasks.*": {"queue": "control"}, "workers.projection.*": {"queue": "control"},
+                      "billing.tasks.*": {"queue": "control"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

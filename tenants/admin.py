@@ -5,11 +5,28 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from portal.errors import PlatformError, validation_message
-from tenants.models import (DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Enforcement, Hardware, Membership, Plan, Quota,
-                            QuotaLevel, Tenant)
-from tenants.quotas import (ENFORCEMENT_OF, LIMIT_FIELDS, plan_save, quota_clear, quota_effective, quota_set,
-                            tenant_plan_set)
+from gateway.contract.errors import PlatformError, validation_message
+from tenants.models import (
+    DEPLOY_LIMITS,
+    REQUEST_LIMITS,
+    ApiKey,
+    Enforcement,
+    Hardware,
+    Membership,
+    Plan,
+    Quota,
+    QuotaLevel,
+    Tenant,
+)
+from tenants.quotas import (
+    ENFORCEMENT_OF,
+    LIMIT_FIELDS,
+    plan_save,
+    quota_clear,
+    quota_effective,
+    quota_set,
+    tenant_plan_set,
+)
 from tenants.services import api_key_revoke, tenant_create
 
 

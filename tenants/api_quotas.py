@@ -10,11 +10,35 @@ from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.api_base import ErrorSerializer, LimitOffsetPagination, TenantAPIView, query_data, with_errors
-from portal.errors import Conflict, NotFound
-from tenants.models import DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Hardware, Plan, Quota, QuotaLevel, Tenant
-from tenants.quotas import (LIMIT_FIELDS, plan_save, quota_clear, quota_effective, quota_overview, quota_set,
-                            quota_set_within_tenant, scope_limits, tenant_plan_set)
+from billing.quotas import quota_overview
+from gateway.contract.errors import Conflict, NotFound
+from portal.api_base import (
+    ErrorSerializer,
+    LimitOffsetPagination,
+    TenantAPIView,
+    query_data,
+    with_errors,
+)
+from tenants.models import (
+    DEPLOY_LIMITS,
+    REQUEST_LIMITS,
+    ApiKey,
+    Hardware,
+    Plan,
+    Quota,
+    QuotaLevel,
+    Tenant,
+)
+from tenants.quotas import (
+    LIMIT_FIELDS,
+    plan_save,
+    quota_clear,
+    quota_effective,
+    quota_set,
+    quota_set_within_tenant,
+    scope_limits,
+    tenant_plan_set,
+)
 from tenants.selectors import api_key_list
 from workers.models import Deployment
 from workers.selectors import deployment_get

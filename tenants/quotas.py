@@ -9,7 +9,7 @@ and apply on top of the tenant's, so the effective limit of a request is the tig
 the three. Deploy-time limits exist at the plan and tenant levels only.
 
 Request-path limits reach the gateway through Redis (gw:lim:<scope>, see
-gateway/directory.py) as soon as the change commits; the gateway reads them on every
+tenants/directory.py) as soon as the change commits; the gateway reads them on every
 admission, so a change is in force for the next request."""
 import math
 
@@ -17,10 +17,24 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
-from gateway.directory import INFLIGHT_PREFIX, USE_PREFIX, directory_put_limits, redis_client
-from portal.errors import NotFound, PlatformError, QuotaExceeded, validation_message
-from tenants.models import (DEPLOY_LIMITS, REQUEST_LIMITS, ApiKey, Enforcement, Hardware, Plan, Quota, QuotaLevel,
-                            Tenant)
+from gateway.contract.errors import (
+    NotFound,
+    PlatformError,
+    validation_message,
+)
+from gateway.contract.keys import INFLIGHT_PREFIX, USE_PREFIX
+from tenants.directory import directory_put_limits, redis_client
+from tenants.models import (
+    DEPLOY_LIMITS,
+    REQUEST_LIMITS,
+    ApiKey,
+    Enforcement,
+    Hardware,
+    Plan,
+    Quota,
+    QuotaLevel,
+    Tenant,
+)
 
 LIMIT_FIELDS = REQUEST_LIMITS + DEPLOY_LIMITS
 # Fields whose value is a number limit (the enforcement fields ride along with theirs).
@@ -30,7 +44,6 @@ NUMERIC_LIMITS = ("rate_per_second", "rate_burst", "max_concurrency", "monthly_r
 ENFORCEMENT_OF = {"monthly_requests": "monthly_requests_enforcement",
                   "monthly_compute_seconds": "monthly_compute_enforcement"}
 # Runtime memory of one model instance beyond its weights (the runner process and its session).
-INSTANCE_OVERHEAD_MB = 64
 # The request-path limits that count something; the enforcement fields say only how a
 # budget is enforced, and the tenant's budget is enforced on top of its deployments' and
 # keys', whatever they say.
@@ -332,65 +345,9 @@ def scope_limits(*, target) -> dict:
     return {field: values[field] for field in REQUEST_LIMITS}
 
 
-# ---- deploy-time checks ---------------------------------------------------------------
-
-def model_memory_estimate_mb(*, size_bytes: int, instances: int) -> int:
-    """Memory a deployment is expected to take: the weights, twice (file and session), and
-    the runtime of each instance."""
-    return instances * (math.ceil(2 * size_bytes / 2**20) + INSTANCE_OVERHEAD_MB)
-
-
-def quota_check_model_create(*, tenant: Tenant) -> None:
-    from graph_editor.models import MLModel
-
-    limit = quota_effective(tenant=tenant)["values"]["max_models"]
-    if limit is not None and MLModel.objects.for_tenant(tenant).count() >= limit:
-        raise QuotaExceeded(f"Your tenant may have at most {limit} models; delete one or ask for a higher limit.")
-
-
-def deployment_instances_reserved(deployment) -> int:
-    """The instances a deployment may run at most, over all its replicas: what its memory
-    is reserved for."""
-    return deployment.max_instances * deployment.replicas
-
-
-def quota_check_deployment(*, tenant: Tenant, size_bytes: int, instances: int, hardware: str, max_batch_size: int,
-                           exclude_deployment_id: int | None = None, max_instances: int | None = None) -> None:
-    """Refuse a deployment (or a change of one) that the tenant's limits do not allow.
-    `instances` is the most it may run over all replicas (its memory reservation),
-    `max_instances` the most per replica (default `instances`). Call inside the
-    transaction that writes it, after locking the tenant row."""
-    from workers.models import ACTIVE_STATES, Deployment
-
-    limits = quota_effective(tenant=tenant)["values"]
-    if limits["allowed_hardware"] is not None and hardware not in limits["allowed_hardware"]:
-        raise QuotaExceeded(f"Your plan does not include {hardware.upper()} deployments "
-                            f"(allowed: {', '.join(limits['allowed_hardware'])}).")
-    per_replica = instances if max_instances is None else max_instances
-    if limits["max_instances"] is not None and per_replica > limits["max_instances"]:
-        raise QuotaExceeded(f"At most {limits['max_instances']} instances per deployment; asked for {per_replica}.")
-    if limits["max_batch_size"] is not None and max_batch_size > limits["max_batch_size"]:
-        raise QuotaExceeded(f"The largest batch size allowed is {limits['max_batch_size']}; asked for "
-                            f"{max_batch_size}.")
-    active = Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES).select_related("model_version")
-    if exclude_deployment_id:
-        active = active.exclude(pk=exclude_deployment_id)
-    active = list(active)
-    if limits["max_deployments"] is not None and len(active) + 1 > limits["max_deployments"]:
-        raise QuotaExceeded(f"Your tenant may have at most {limits['max_deployments']} deployments; undeploy one "
-                            "or ask for a higher limit.")
-    if limits["max_model_memory_mb"] is not None:
-        used = sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
-                                            instances=deployment_instances_reserved(d)) for d in active)
-        wanted = model_memory_estimate_mb(size_bytes=size_bytes, instances=instances)
-        if used + wanted > limits["max_model_memory_mb"]:
-            raise QuotaExceeded(f"This deployment needs about {wanted} MB; your tenant uses {used} MB of its "
-                                f"{limits['max_model_memory_mb']} MB model memory.")
-
-
 # ---- consumption ----------------------------------------------------------------------
 
-def _month() -> str:
+def usage_month() -> str:
     from django.utils import timezone
 
     return timezone.now().strftime("%Y%m")
@@ -403,79 +360,7 @@ def scope_consumption(scope: str) -> dict:
 
     r = redis_client()
     pipe = r.pipeline(transaction=False)
-    pipe.hmget(f"{USE_PREFIX}{scope}:{_month()}", "req", "cus")
+    pipe.hmget(f"{USE_PREFIX}{scope}:{usage_month()}", "req", "cus")
     pipe.zcount(f"{INFLIGHT_PREFIX}{scope}", f"({int(time.time() * 1_000_000)}", "+inf")
     (req, cus), in_flight = pipe.execute()
     return {"requests": int(req or 0), "compute_seconds": round(int(cus or 0) / 1e6, 3), "in_flight": in_flight}
-
-
-def quota_overview(*, tenant: Tenant) -> dict:
-    """What the tenant may use and what it uses now, for the portal and the API."""
-    from graph_editor.models import MLModel
-    from workers.models import ACTIVE_STATES, Deployment
-
-    effective = quota_effective(tenant=tenant)
-    deployments = list(Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES)
-                       .select_related("model_version"))
-    dep_quotas = {q.deployment_id: q for q in Quota.objects.filter(deployment__in=deployments)}
-    keys = list(ApiKey.objects.for_tenant(tenant).filter(revoked_at__isnull=True))
-    key_quotas = {q.api_key_id: q for q in Quota.objects.filter(api_key__in=keys)}
-    request_fields = list(REQUEST_LIMITS)
-    return {
-        "plan": effective["plan"].slug if effective["plan"] else None,
-        "plan_name": effective["plan"].name if effective["plan"] else None,
-        "tenant": {
-            "limits": effective["values"], "source": effective["source"],
-            "usage": {
-                **scope_consumption(f"t:{tenant.pk}"),
-                "models": MLModel.objects.for_tenant(tenant).count(),
-                "deployments": len(deployments),
-                "model_memory_mb": sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
-                                                                instances=deployment_instances_reserved(d))
-                                       for d in deployments),
-            },
-        },
-        "deployments": [
-            {"id": d.pk, "name": d.name,
-             "limits": {f: getattr(dep_quotas[d.pk], f) for f in request_fields} if d.pk in dep_quotas else None,
-             "usage": scope_consumption(f"d:{d.pk}")}
-            for d in deployments
-        ],
-        "keys": [
-            {"id": k.pk, "label": k.label, "prefix": k.prefix,
-             "limits": {f: getattr(key_quotas[k.pk], f) for f in request_fields} if k.pk in key_quotas else None,
-             "usage": scope_consumption(f"k:{k.pk}")}
-            for k in keys
-        ],
-    }
-
-
-# Only a counter that is gone is rebuilt: one present holds what the gateway counted since.
-_RESTORE_COUNTER = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'req', ARGV[1], 'cus', ARGV[2])
-redis.call('EXPIRE', KEYS[1], 3456000)
-return 1
-"""
-
-
-def quota_counters_restore() -> int:
-    """Rebuild this month's gateway counters that Redis lost (a restart without
-    persistence) from the metered usage in PostgreSQL; counters present are left alone.
-    Returns the number of scopes restored."""
-    from django.db.models import Count, Sum
-    from django.utils import timezone
-
-    from billing.models import UsageEvent
-
-    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    billable = UsageEvent.unscoped.filter(occurred_at__gte=start, status=200, endpoint="infer")
-    r = redis_client()
-    month = _month()
-    restored = 0
-    for column, prefix in (("tenant_id", "t"), ("deployment_id", "d"), ("api_key_id", "k")):
-        for row in billable.exclude(**{f"{column}__isnull": True}).values(column).annotate(
-                req=Count("id"), compute=Sum("compute_ms")):
-            name = f"{USE_PREFIX}{prefix}:{row[column]}:{month}"
-            restored += r.eval(_RESTORE_COUNTER, 1, name, row["req"], int((row["compute"] or 0) * 1000))
-    return restored

@@ -1,12 +1,12 @@
-import hashlib
 import secrets
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from gateway.directory import directory_put_api_key
-from portal.errors import NotFound, PlatformError
+from gateway.contract.errors import NotFound, PlatformError
+from gateway.contract.hashing import hash_api_key
+from tenants.directory import directory_put_api_key
 from tenants.models import ApiKey, Membership, Role, Scope, Tenant
 
 User = get_user_model()
@@ -37,10 +37,6 @@ def user_create(*, username: str, password: str, email: str = "") -> "User":
     user.full_clean()
     user.save()
     return user
-
-
-def hash_api_key(raw_key: str) -> str:
-    return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
 def api_key_create(*, tenant: Tenant, label: str, scopes: list[str], actor=None) -> tuple[ApiKey, str]:

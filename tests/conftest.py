@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    from gateway.directory import redis_client
+    from tenants.directory import redis_client
 
     redis_client().flushdb()
     yield

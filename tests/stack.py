@@ -191,7 +191,8 @@ class PlatformStack:
     def wait_quiet(self, timeout: float = 30.0) -> None:
         """Wait until usage events are ingested and no deployment is in transition."""
         from billing.metering import GROUP
-        from gateway.directory import USAGE_STREAM, redis_client
+        from gateway.contract.keys import USAGE_STREAM
+        from tenants.directory import redis_client
         from workers.models import Deployment, DeploymentState
 
         transitional = [DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.UNLOADING]

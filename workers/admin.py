@@ -1,9 +1,13 @@
 from django.contrib import admin, messages
 from django.db import models
 
-from portal.errors import PlatformError
+from gateway.contract.errors import PlatformError
 from workers.models import Deployment, Replica, TritonServer
-from workers.services import deployment_retry, deployment_scale_to_zero, deployment_undeploy
+from workers.services import (
+    deployment_retry,
+    deployment_scale_to_zero,
+    deployment_undeploy,
+)
 
 
 @admin.register(TritonServer)

@@ -7,8 +7,12 @@ from portal.api_base import ErrorSerializer, TenantAPIView, query_data, with_err
 from tenants.models import Hardware
 from workers.models import Deployment, KeepAlive
 from workers.selectors import coldstart_stats, deployment_get, deployment_list
-from workers.services import (deployment_create, deployment_scale_to_zero, deployment_settings_update,
-                              deployment_undeploy)
+from workers.services import (
+    deployment_create,
+    deployment_scale_to_zero,
+    deployment_settings_update,
+    deployment_undeploy,
+)
 
 
 class ReplicaSerializer(serializers.Serializer):

@@ -26,34 +26,20 @@ The policy's state (histogram, last decision) lives on the deployment row, so an
 can run the next pass. One pass runs at a time (a Redis lock)."""
 import logging
 import math
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import transaction
 
-from gateway.directory import redis_client
+from gateway.contract.keys import AUTOSCALE_LAST_PASS, AUTOSCALE_LOCK, activity_name
+from gateway.contract.scripts import lua_source
+from tenants.directory import redis_client
 from workers.keepalive import policy_for
 from workers.models import Deployment, DeploymentState, ReplicaState
 
 log = logging.getLogger(__name__)
-ACTIVITY_PREFIX = "gw:act:"
-LAST_PASS_KEY = "gw:autoscale:at"
-LOCK_KEY = "gw:autoscale:lock"
 TARGET_BUSY = 0.7
-
-# Reads and clears the activity records of the given deployments in one step, so that no
-# call is counted twice or lost between read and reset; also swaps the last pass's time.
-TAKE_ACTIVITY = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  out[i] = redis.call('HGETALL', key)
-  if #out[i] > 0 then redis.call('DEL', key) end
-end
-local previous = redis.call('GET', ARGV[1])
-redis.call('SET', ARGV[1], ARGV[2])
-out[#KEYS + 1] = previous or ''
-return out
-"""
 
 
 def redis_now_ms() -> int:
@@ -64,12 +50,12 @@ def redis_now_ms() -> int:
 def autoscale_run(now_ms: int | None = None) -> dict:
     """One pass; returns what it did per deployment id (only those it acted on)."""
     r = redis_client()
-    if not r.set(LOCK_KEY, "1", nx=True, px=30_000):
+    if not r.set(AUTOSCALE_LOCK, "1", nx=True, px=30_000):
         return {}
     try:
         return _pass(r, redis_now_ms() if now_ms is None else now_ms)
     finally:
-        r.delete(LOCK_KEY)
+        r.delete(AUTOSCALE_LOCK)
 
 
 def _pass(r, now_ms: int) -> dict:
@@ -79,8 +65,8 @@ def _pass(r, now_ms: int) -> dict:
     deployments = list(Deployment.unscoped.filter(state__in=[DeploymentState.READY, DeploymentState.COLD,
                                                              DeploymentState.LOADING, DeploymentState.PENDING])
                        .prefetch_related("replica_set"))
-    keys = [f"{ACTIVITY_PREFIX}{d.pk}" for d in deployments]
-    reply = r.eval(TAKE_ACTIVITY, len(keys), *keys, LAST_PASS_KEY, now_ms)
+    keys = [activity_name(d.pk) for d in deployments]
+    reply = r.eval(lua_source("activity_take"), len(keys), *keys, AUTOSCALE_LAST_PASS, now_ms)
     previous_ms = int(reply[-1]) if reply[-1] else None
     interval_s = (now_ms - previous_ms) / 1000 if previous_ms and now_ms > previous_ms else None
     minute_s = settings.KEEPALIVE_MINUTE_S

@@ -44,7 +44,7 @@ def scratch_stack(name: str, *, redis_db: int, env: dict | None = None):
     from django.db import connection
     from django.test.utils import setup_test_environment
 
-    from gateway.directory import redis_client
+    from tenants.directory import redis_client
     from tests.stack import PlatformStack
 
     setup_test_environment()

@@ -7,7 +7,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers", "billing", "gateway", "tenants"])
+app.autodiscover_tasks(["workers", "billing", "tenants"])
+# The projection into Redis sits above the task modules (docs/architecture.md).
+app.autodiscover_tasks(["workers"], related_name="projection")
 
 # The one place that defines the beat schedule.
 app.conf.beat_schedule = {
@@ -16,7 +18,7 @@ app.conf.beat_schedule = {
     # Scale to zero, pre-warm and instance counts (workers/autoscaler.py).
     "deployments-autoscale": {"task": "workers.tasks.deployments_autoscale",
                               "schedule": settings.AUTOSCALE_INTERVAL_S},
-    "gateway-directory-sync": {"task": "gateway.tasks.directory_sync", "schedule": 30.0},
+    "directory-sync": {"task": "workers.projection.directory_sync", "schedule": 30.0},
     # Budget counters Redis lost (a restart without persistence) come back from metered usage.
-    "quota-counters-check": {"task": "tenants.tasks.quota_counters_check", "schedule": 60.0},
+    "quota-counters-check": {"task": "billing.tasks.quota_counters_check", "schedule": 60.0},
 }

@@ -322,9 +322,9 @@ def deployments_prepare(stack, functions: list[Function], policy: str) -> tuple:
 def calls_send(stack, functions: list[Function], deployments: list, key: str, args) -> tuple[list[Call], float]:
     """Start beat, then send each function's calls in their minutes; returns the calls
     (status, latency, request id filled in) and the replay's base on our clock."""
-    from gateway.directory import redis_client
+    from gateway.contract.keys import AUTOSCALE_LAST_PASS as LAST_PASS_KEY
     from graph_editor.samples import digits_dataset
-    from workers.autoscaler import LAST_PASS_KEY
+    from tenants.directory import redis_client
 
     body = json.dumps({"inputs": [{"name": "X", "shape": [1, 64], "datatype": "FP32",
                                    "data": digits_dataset()[0][:1].ravel().tolist()}]}).encode()

@@ -1,6 +1,6 @@
 from django.db import connection
 
-from portal.errors import NotFound
+from gateway.contract.errors import NotFound
 from tenants.models import Tenant
 from workers.models import ACTIVE_STATES, Deployment, TritonServer
 

@@ -20,17 +20,38 @@ from django.db import connections, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from gateway.directory import directory_put_deployment
+from gateway.contract.errors import (
+    Conflict,
+    NotFound,
+    PlatformError,
+    validation_message,
+)
 from graph_editor.models import ModelVersion
-from portal.errors import Conflict, NotFound, PlatformError, validation_message
 from portal.events import deployment_event_send
 from tenants.models import Tenant, slug_validator
-from tenants.quotas import (deployment_instances_reserved, model_memory_estimate_mb, quota_check_deployment,
-                            quota_effective_value)
-from workers.models import Deployment, DeploymentState, KeepAlive, Replica, ReplicaState, TritonServer
+from tenants.quotas import quota_effective_value
+from workers.capacity import (
+    deployment_instances_reserved,
+    model_memory_estimate_mb,
+    quota_check_deployment,
+)
+from workers.directory import directory_put_deployment
+from workers.models import (
+    Deployment,
+    DeploymentState,
+    KeepAlive,
+    Replica,
+    ReplicaState,
+    TritonServer,
+)
 from workers.triton import client as triton
-from workers.triton.repository import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_US, config_pbtxt, entry_remove,
-                                       entry_write)
+from workers.triton.repository import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_QUEUE_DELAY_US,
+    config_pbtxt,
+    entry_remove,
+    entry_write,
+)
 
 log = logging.getLogger(__name__)
 

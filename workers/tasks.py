@@ -2,7 +2,6 @@ from celery import shared_task
 
 from workers import autoscaler, services
 
-
 LOAD_RETRY_S = 2
 LOAD_MAX_RETRIES = 60  # about two minutes of waiting for a Triton server
 

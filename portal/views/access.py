@@ -7,7 +7,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from portal.errors import NotFound
+from gateway.contract.errors import NotFound
 
 READ_ONLY_MESSAGE = "Your role in this tenant is read-only (member); ask an owner or admin to make changes."
 

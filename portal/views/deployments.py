@@ -6,16 +6,21 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from gateway.contract.errors import NotFound, PlatformError
 from graph_editor.selectors import model_list
-from portal.errors import NotFound, PlatformError
 from portal.forms import DeployForm, DeploymentSettingsForm
 from portal.views.access import redirect_back, tenant_page
 from tenants.models import Hardware
 from tenants.quotas import quota_effective
 from workers.models import Deployment, DeploymentState, KeepAlive
 from workers.selectors import coldstart_stats, deployment_get, deployment_list
-from workers.services import (deployment_create, deployment_retry, deployment_scale_to_zero,
-                              deployment_settings_update, deployment_undeploy)
+from workers.services import (
+    deployment_create,
+    deployment_retry,
+    deployment_scale_to_zero,
+    deployment_settings_update,
+    deployment_undeploy,
+)
 
 SETTINGS = list(DeploymentSettingsForm.base_fields)
 

@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.errors import NotFound, PlatformError
+from gateway.contract.errors import NotFound, PlatformError
 from portal.forms import ApiKeyForm
 from portal.views.access import tenant_page
 from tenants.selectors import api_key_list

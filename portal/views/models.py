@@ -2,9 +2,9 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from gateway.contract.errors import NotFound, PlatformError
 from graph_editor.selectors import model_get, model_list
 from graph_editor.services import model_delete, model_version_upload
-from portal.errors import NotFound, PlatformError
 from portal.forms import ModelUploadForm
 from portal.views.access import tenant_page
 from workers.selectors import deployment_list

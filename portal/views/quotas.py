@@ -5,11 +5,12 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.errors import NotFound, PlatformError
+from billing.quotas import quota_overview
+from gateway.contract.errors import NotFound, PlatformError
 from portal.forms import ScopeLimitsForm
 from portal.views.access import tenant_page
 from tenants.models import REQUEST_LIMITS, Enforcement, Quota
-from tenants.quotas import quota_overview, quota_set_within_tenant
+from tenants.quotas import quota_set_within_tenant
 from tenants.selectors import api_key_list
 from workers.selectors import deployment_get
 

@@ -5,8 +5,9 @@ import pytest
 
 from billing.metering import GROUP, consume
 from billing.models import UsageEvent
-from gateway.admission import EVENT_FIELDS
-from gateway.directory import USAGE_STREAM, redis_client
+from gateway.contract.keys import USAGE_STREAM
+from gateway.contract.usage import EVENT_FIELDS
+from tenants.directory import redis_client
 from tenants.models import ApiKey
 from tenants.services import api_key_create
 

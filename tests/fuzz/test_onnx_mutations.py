@@ -20,11 +20,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from onnx import ModelProto, TensorProto, helper
 
+from gateway.contract.errors import PlatformError
 from graph_editor.models import MLModel, ModelVersion
 from graph_editor.onnx_inspect import ONNX_TO_KSERVE, inspect_onnx
 from graph_editor.samples import digits_classifier_onnx
 from graph_editor.services import model_version_upload
-from portal.errors import PlatformError
 from tests.api_helpers import files_under, key_client
 
 pytestmark = pytest.mark.django_db

@@ -1,11 +1,13 @@
 import pytest
 
-from gateway.directory import (directory_sync_all, key_entry_name, limits_entry_name, redis_client,
-                               route_entry_name)
+from gateway.contract.hashing import hash_api_key
+from gateway.contract.keys import key_entry_name, limits_entry_name, route_entry_name
 from graph_editor.services import model_version_upload
-from tenants.services import api_key_create, api_key_revoke, hash_api_key
+from tenants.directory import redis_client
+from tenants.services import api_key_create, api_key_revoke
 from tests.tenants.test_api_quotas import standard  # noqa: F401
 from workers.models import Deployment, DeploymentState
+from workers.projection import directory_sync_all
 
 
 @pytest.mark.django_db(transaction=True)

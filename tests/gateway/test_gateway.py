@@ -11,10 +11,11 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from billing.models import UsageEvent
-from gateway.directory import redis_client, route_entry_name
-from gateway.signature import signature_text
+from gateway.contract.keys import route_entry_name
+from gateway.contract.signature import signature_text
 from graph_editor.samples import digits_dataset
 from graph_editor.services import model_version_upload
+from tenants.directory import redis_client
 from tenants.services import api_key_create, api_key_revoke
 from tests.stack import HOLD_TIMEOUT_S
 from tests.workers.test_services import wait_for_state

@@ -16,7 +16,13 @@ from billing.models import UsageEvent
 from graph_editor.samples import digits_dataset
 from tenants.quotas import quota_set
 from tenants.services import api_key_create, api_key_revoke
-from tests.gateway.test_gateway import call, digits_deployment, infer_body, wait_usage, write_route  # noqa: F401
+from tests.gateway.test_gateway import (  # noqa: F401
+    call,
+    digits_deployment,
+    infer_body,
+    wait_usage,
+    write_route,
+)
 from tests.stack import HOLD_TIMEOUT_S, free_port
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from billing.models import QuotaAlert, UsageEvent
-from gateway.directory import key_entry_name, limits_entry_name, redis_client, route_entry_name
+from gateway.contract.hashing import hash_api_key
+from gateway.contract.keys import key_entry_name, limits_entry_name, route_entry_name
+from tenants.directory import redis_client
 from tenants.models import Plan, Quota
 from tenants.quotas import quota_clear, quota_set
-from tenants.services import api_key_create, hash_api_key
-from tests.gateway.test_gateway import call, digits_deployment, infer_body, wait_usage, write_route  # noqa: F401
+from tenants.services import api_key_create
+from tests.gateway.test_gateway import (  # noqa: F401
+    call,
+    digits_deployment,
+    infer_body,
+    wait_usage,
+    write_route,
+)
 from tests.stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -384,8 +392,9 @@ def test_sigkill_of_the_metering_consumer_mid_load_loses_and_doubles_no_usage(st
 
 
 def test_metering_reconciles_with_tritons_statistics(stack, acme, digits_deployment):
-    from django.core.management import call_command
     from io import StringIO
+
+    from django.core.management import call_command
 
     _, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
     for rows in (1, 3, 5):

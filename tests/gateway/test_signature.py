@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.grpc import service_pb2
 
+from gateway.contract.signature import signature_text
 from gateway.grpc_server import WireError, infer_check, model_fields
-from gateway.signature import DATATYPES, InvalidRequest, Signature, signature_text
+from gateway.signature import DATATYPES, InvalidRequest, Signature
 
 LIMIT = 64 * 1024 * 1024
 DIGITS = Signature(signature_text(

@@ -12,7 +12,13 @@ from tritonclient.grpc import service_pb2
 
 from tenants.services import api_key_create
 from tests.gateway.test_gateway import call, digits_deployment, infer_body, wait_usage  # noqa: F401
-from tests.gateway.test_grpc import bearer, gateway_channel, gateway_stub, infer_request, rpc  # noqa: F401
+from tests.gateway.test_grpc import (  # noqa: F401
+    bearer,
+    gateway_channel,
+    gateway_stub,
+    infer_request,
+    rpc,
+)
 
 pytestmark = pytest.mark.integration
 Code = grpc.StatusCode

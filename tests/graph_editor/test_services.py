@@ -3,9 +3,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from gateway.contract.errors import PlatformError
 from graph_editor.models import MLModel, ModelVersion
 from graph_editor.services import model_version_upload
-from portal.errors import PlatformError
 
 
 def add_model(dtype=TensorProto.FLOAT, batch=True) -> bytes:

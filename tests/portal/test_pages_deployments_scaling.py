@@ -10,7 +10,13 @@ from billing.models import UsageEvent
 from tenants.quotas import quota_set
 from tests.portal.test_pages import flashes, table_rows
 from tests.tenants.test_api_quotas import standard  # noqa: F401
-from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer
+from workers.models import (
+    Deployment,
+    DeploymentState,
+    Replica,
+    ReplicaState,
+    TritonServer,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ deployment settings on the deploy form."""
 import pytest
 from django.utils import timezone
 
-from gateway.directory import redis_client
+from tenants.directory import redis_client
 from tenants.models import REQUEST_LIMITS, Quota
 from tenants.quotas import quota_set
 from tests.portal.test_pages import flashes, table_rows

@@ -1,7 +1,8 @@
 """The Django admin for tenants, memberships and API keys."""
 import pytest
 
-from gateway.directory import key_entry_name, redis_client
+from gateway.contract.keys import key_entry_name
+from tenants.directory import redis_client
 from tenants.models import ApiKey
 from tenants.services import api_key_create
 

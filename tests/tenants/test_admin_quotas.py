@@ -3,8 +3,8 @@ quota services (so the gateway's limits in Redis follow), and what the services 
 comes back as a form error, never a 500."""
 import pytest
 
-from gateway.directory import redis_client
 from graph_editor.services import model_version_upload
+from tenants.directory import redis_client
 from tenants.models import Plan, Quota, Tenant
 from tenants.quotas import plan_save, quota_set
 from tenants.services import api_key_create

@@ -2,7 +2,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from gateway.directory import key_entry_name, redis_client
+from gateway.contract.keys import key_entry_name
+from tenants.directory import redis_client
 from tenants.models import ApiKey
 from tests.api_helpers import key_client, owner_client, session_client
 

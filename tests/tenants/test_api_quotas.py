@@ -5,8 +5,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from gateway.directory import redis_client
 from graph_editor.services import model_version_upload
+from tenants.directory import redis_client
 from tenants.models import Plan, Quota
 from tenants.quotas import plan_default, plan_save
 from tenants.services import api_key_create, user_create

@@ -6,9 +6,10 @@ import threading
 import pytest
 from django.db import connection
 
-from portal.errors import PlatformError
+from billing.quotas import quota_overview
+from gateway.contract.errors import PlatformError
 from tenants.models import Plan, Quota
-from tenants.quotas import quota_overview, quota_set, quota_set_within_tenant
+from tenants.quotas import quota_set, quota_set_within_tenant
 from tenants.services import api_key_create
 from tests.tenants.test_api_quotas import standard  # noqa: F401
 
@@ -111,7 +112,7 @@ def test_publishing_waits_for_the_publish_lock_and_then_writes_the_latest_limits
     import psycopg
     from django.conf import settings
 
-    from gateway.directory import redis_client
+    from tenants.directory import redis_client
     from tenants.quotas import PUBLISH_LOCK
 
     api_key, _ = api_key_create(tenant=acme, label="k", scopes=["infer"])

@@ -1,10 +1,12 @@
 import pytest
 
-from gateway.directory import key_entry_name, redis_client
-from portal.errors import NotFound, PlatformError
+from gateway.contract.errors import NotFound, PlatformError
+from gateway.contract.hashing import hash_api_key
+from gateway.contract.keys import key_entry_name
+from tenants.directory import redis_client
 from tenants.models import ApiKey, Membership
 from tenants.scoping import TenantRequired
-from tenants.services import api_key_authenticate, api_key_create, api_key_revoke, hash_api_key
+from tenants.services import api_key_authenticate, api_key_create, api_key_revoke
 
 
 @pytest.mark.django_db

@@ -11,15 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway.directory import redis_client, route_entry_name
+from gateway.contract.keys import AUTOSCALE_LAST_PASS, activity_name, route_entry_name
 from graph_editor.services import model_version_upload
+from tenants.directory import redis_client
 from tenants.services import api_key_create
 from tests.gateway.test_gateway import call, infer_body, wait_usage
 from tests.workers.test_services import wait_for_state
 from workers import autoscaler
 from workers.keepalive import HybridHistogram
 from workers.models import Deployment, DeploymentState
-from workers.services import deployment_create, deployment_reconfigure_run, deployment_scale_to_zero
+from workers.services import (
+    deployment_create,
+    deployment_reconfigure_run,
+    deployment_scale_to_zero,
+)
 from workers.triton import client as triton
 
 pytestmark = pytest.mark.integration
@@ -198,8 +203,8 @@ def test_instances_follow_demand_without_dropping_requests(stack, acme, digits_o
         # service; two in service need two instances (at most 0.7 each).
         r = redis_client()
         now = autoscaler.redis_now_ms()
-        r.set(autoscaler.LAST_PASS_KEY, now - 1000)
-        r.hincrby(f"{autoscaler.ACTIVITY_PREFIX}{deployment.pk}", "us", 1_500_000)
+        r.set(AUTOSCALE_LAST_PASS, now - 1000)
+        r.hincrby(activity_name(deployment.pk), "us", 1_500_000)
         done = autoscaler.autoscale_run(now)
         assert done == {deployment.pk: "instances 1->2"}
         deadline = time.monotonic() + 20

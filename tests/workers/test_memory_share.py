@@ -23,7 +23,13 @@ from tenants.quotas import quota_set
 from tenants.services import api_key_create
 from tests.gateway.test_gateway import call, infer_body
 from tests.workers.test_services import wait_for_state
-from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer
+from workers.models import (
+    Deployment,
+    DeploymentState,
+    Replica,
+    ReplicaState,
+    TritonServer,
+)
 from workers.services import _config, deployment_create
 from workers.triton import client as triton
 from workers.triton.repository import config_pbtxt, entry_remove, entry_write

@@ -53,9 +53,9 @@ def test_a_killed_runner_is_reloaded_and_serves_again(stack, acme, digits_deploy
 
 def test_a_killed_runner_is_reloaded_for_grpc_callers_too(stack, acme, digits_deployment):
     import grpc
+    from tritonclient.grpc import service_pb2_grpc
 
     from tests.gateway.test_grpc import bearer, infer_request, rpc
-    from tritonclient.grpc import service_pb2_grpc
 
     _, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
     with grpc.insecure_channel(f"127.0.0.1:{stack.gateway_grpc_port}") as channel:

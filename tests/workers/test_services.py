@@ -6,16 +6,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton_http
-
-from gateway.directory import redis_client, route_entry_name
-from graph_editor.services import model_version_upload
-from portal.errors import Conflict, NotFound, PlatformError
-from workers.models import Deployment, DeploymentState, TritonServer
-from tests.tenants.test_api_quotas import standard  # noqa: F401
-from workers.services import deployment_create, deployment_undeploy
-from workers.triton.repository import config_pbtxt
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from gateway.contract.errors import Conflict, NotFound, PlatformError
+from gateway.contract.keys import route_entry_name
+from graph_editor.services import model_version_upload
+from tenants.directory import redis_client
+from tests.tenants.test_api_quotas import standard  # noqa: F401
+from workers.models import Deployment, DeploymentState, TritonServer
+from workers.services import deployment_create, deployment_undeploy
+from workers.triton.repository import config_pbtxt
 
 DIGITS_INPUTS = [{"name": "X", "datatype": "FP32", "shape": [-1, 64]}]
 DIGITS_OUTPUTS = [

@@ -11,11 +11,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from gateway.contract.hashing import hash_api_key
 from graph_editor.models import MLModel
 from graph_editor.samples import digits_classifier_onnx, digits_dataset
 from graph_editor.services import model_version_upload
 from tenants.models import ApiKey, Role, Tenant
-from tenants.services import api_key_create, hash_api_key, membership_add, tenant_create, user_create
+from tenants.services import api_key_create, membership_add, tenant_create, user_create
 from workers.models import Deployment, DeploymentState
 from workers.services import deployment_create, deployment_retry
 

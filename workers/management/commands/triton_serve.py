@@ -7,7 +7,12 @@ from django.db import connections
 
 from workers.models import TritonServer
 from workers.services import server_restarted_run
-from workers.triton.local import ServerSupervisor, backend_dir_prepare, server_command, server_environment
+from workers.triton.local import (
+    ServerSupervisor,
+    backend_dir_prepare,
+    server_command,
+    server_environment,
+)
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
-"""One error type for everything a user can act on, rendered in one JSON shape
-({"error": {"code": ..., "message": ...}}) by the REST API and the gateway alike."""
-from django.core.exceptions import ValidationError
+"""One error type for everything a user can act on, defined here, below every layer, so
+that any of them may raise it. The REST API renders it as {"error": {"code", "message"}};
+the gateway as KServe's {"error": "<message>", "code": ...}."""
 
 
 class PlatformError(Exception):
@@ -34,7 +34,7 @@ class QuotaExceeded(PlatformError):
     code = "quota_exceeded"
 
 
-def validation_message(exc: ValidationError) -> str:
+def validation_message(exc) -> str:
     """A Django ValidationError (from a model's full_clean) as one readable sentence, field
     names included, for a PlatformError."""
     if hasattr(exc, "error_dict"):

@@ -1,0 +1,7 @@
+"""What graph_editor tells the layers above it, without importing them."""
+from django.dispatch import Signal
+
+# Sent inside the transaction that deletes a model (kwarg `model`), before the delete. A
+# receiver refuses the delete by raising a PlatformError (the deployments layer raises
+# Conflict while a version of the model is deployed); nothing has been removed then.
+model_deleting = Signal()

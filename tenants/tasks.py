@@ -1,8 +1,0 @@
-from celery import shared_task
-
-from tenants.quotas import quota_counters_restore
-
-
-@shared_task(acks_late=True, expires=60)
-def quota_counters_check() -> int:
-    return quota_counters_restore()
