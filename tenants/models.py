@@ -1,8 +1,10 @@
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
-from tenants.scoping import TenantOwned
+from tenants.scoping import TenantOwned, TenantScopedManager
 
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$",
@@ -170,3 +172,42 @@ class Quota(models.Model):
     def __str__(self) -> str:
         target = self.plan or self.deployment or self.api_key or self.tenant
         return f"{self.get_level_display()} quota: {target}"
+
+
+class Surface(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    API = "api", "API"
+    PAGE = "page", "Portal page"
+    SYSTEM = "system", "System"
+
+
+class AuditLog(models.Model):
+    """Who changed what, when, from which old value to which new, and through which
+    surface: one row per change to a plan, quota, API key or deployment setting, written in
+    the transaction that makes the change (tenants/audit.py). Rows are never updated.
+    `tenant` is empty for platform-wide changes (a plan's limits)."""
+
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
+    acting_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    acting_api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    surface = models.CharField(max_length=8, choices=Surface.choices)
+    event_type = models.CharField(max_length=40, db_index=True, help_text="e.g. quota.changed, api_key.revoked")
+    object_type = models.CharField(max_length=20, help_text="plan, quota, api_key, deployment or tenant")
+    object_id = models.BigIntegerField(null=True, blank=True)
+    object_repr = models.CharField(max_length=200)
+    old_value = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    new_value = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+
+    unscoped = models.Manager()
+    objects = TenantScopedManager()
+
+    class Meta:
+        default_manager_name = "unscoped"
+        base_manager_name = "unscoped"
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-occurred_at"], name="auditlog_tenant_time")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.object_repr} by {self.acting_user or self.acting_api_key or self.surface}"

@@ -1,0 +1,66 @@
+"""The audit log: who changed a plan, quota, API key or deployment setting, when, from
+what to what, and through which surface (Zulip's RealmAuditLog pattern).
+
+Services call `audit_record` inside the transaction that makes the change, so a change
+and its record commit together or not at all. Who acts comes from the request's context,
+set once per request by the surface that received it (`audit_acting`): the admin, the
+REST API (a user's session or an API key), or a portal page. Anything else (Celery tasks,
+management commands) is the system."""
+import contextvars
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tenants.models import AuditLog, Surface
+
+
+@dataclass(frozen=True)
+class Actor:
+    surface: str = Surface.SYSTEM
+    user: object = None
+    api_key: object = None
+
+
+_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=Actor())
+
+
+def audit_actor() -> Actor:
+    return _actor.get()
+
+
+@contextmanager
+def audit_acting(*, surface: str, user=None, api_key=None):
+    """Changes made inside are recorded as made by `user` (or `api_key`) through `surface`."""
+    if user is not None and not getattr(user, "is_authenticated", False):
+        user = None
+    token = _actor.set(Actor(surface=surface, user=user, api_key=api_key))
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def audit_changes(old: dict, new: dict) -> tuple[dict, dict]:
+    """The fields whose value differs, as (old values, new values)."""
+    changed = [field for field in sorted(old.keys() | new.keys()) if old.get(field) != new.get(field)]
+    return {field: old.get(field) for field in changed}, {field: new.get(field) for field in changed}
+
+
+def audit_record(*, event_type: str, target, old: dict | None = None, new: dict | None = None,
+                 tenant=None) -> AuditLog | None:
+    """Record a change of `target` (a model instance). With both `old` and `new`, only the
+    fields that differ are kept, and nothing is recorded when none does. `tenant` defaults
+    to the target's own (none for a platform-wide object such as a plan)."""
+    if old is not None and new is not None:
+        old, new = audit_changes(old, new)
+        if not new and not old:
+            return None
+    actor = audit_actor()
+    if tenant is None:
+        tenant_id = target.pk if target._meta.label == "tenants.Tenant" else getattr(target, "tenant_id", None)
+    else:
+        tenant_id = tenant.pk
+    return AuditLog.unscoped.create(
+        tenant_id=tenant_id, surface=actor.surface, acting_user=actor.user, acting_api_key=actor.api_key,
+        event_type=event_type, object_type=target._meta.model_name.replace("apikey", "api_key"),
+        object_id=target.pk, object_repr=str(target)[:200], old_value=old, new_value=new,
+    )
