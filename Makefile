@@ -76,20 +76,20 @@ seed: migrate  ## Seed the demo tenant, model, deployment and key
 
 bench-gateway: venv  ## Gateway vs Triton direct: 1/8/32 clients, JSON, binary, gRPC; process scaling (BENCH_ARGS=...)
 	scripts/ensure_system.sh redis
-	$(BIN)/python -m gateway.bench --scaling $(BENCH_ARGS)
+	$(BIN)/python -m bench.gateway --scaling $(BENCH_ARGS)
 
 bench-keepalive: venv  ## Replay a trace through fixed and adaptive keep-alive (TRACE=dir, default the shared Azure 2019 day)
-	$(BIN)/python -m workers.keepalive_replay --trace $(or $(TRACE),../shared/traces/azure-functions-2019)
+	$(BIN)/python -m bench.keepalive --trace $(or $(TRACE),../shared/traces/azure-functions-2019)
 
 bench-coldstart: setup  ## First response from zero through the real stack vs Triton's own load time (BENCH_ARGS=--runs N)
-	$(BIN)/python -m workers.bench_coldstart $(BENCH_ARGS)
+	$(BIN)/python -m bench.coldstart $(BENCH_ARGS)
 
 .PHONY: bench-isolation
 bench-isolation: setup  ## Noisy neighbours: tenant B's p50/p99 and errors while tenant A floods (BENCH_ARGS=--seconds N)
-	$(BIN)/python -m workers.bench_isolation $(BENCH_ARGS)
+	$(BIN)/python -m bench.isolation $(BENCH_ARGS)
 
 bench-replay: setup  ## Time-compressed live replay of a trace slice (1 trace minute = 1 s) against the simulator (TRACE=dir)
-	$(BIN)/python -m workers.replay_live --trace $(or $(TRACE),../shared/traces/azure-functions-2019) $(BENCH_ARGS)
+	$(BIN)/python -m bench.replay --trace $(or $(TRACE),../shared/traces/azure-functions-2019) $(BENCH_ARGS)
 
 clean:  ## Remove the venv, frontend dependencies and build, and local state (var/)
 	rm -rf $(VENV) frontend/node_modules frontend/dist var

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.keepalive import Function, main, replay
 from workers.keepalive import (
     BIN_MINUTES,
     FALLBACK_MINUTES,
@@ -18,7 +19,6 @@ from workers.keepalive import (
     IdleHistogram,
     policy_for,
 )
-from workers.keepalive_replay import Function, main, replay
 
 AZURE_DAY = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "azure-functions-2019"
 

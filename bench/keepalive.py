@@ -1,6 +1,6 @@
 """Replay an Azure Functions trace through keep-alive policies.
 
-    python -m workers.keepalive_replay --trace <dir> [--functions N] [--minutes M]
+    python -m bench.keepalive --trace <dir> [--functions N] [--minutes M]
 
 `<dir>` holds the Azure Functions 2019 files: invocations.csv (HashFunction, HashApp,
 HashOwner, then per-minute invocation counts) and memory.csv (per app, average
@@ -104,7 +104,7 @@ def policies() -> list[Policy]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.keepalive", description=__doc__.splitlines()[0])
     parser.add_argument("--trace", type=Path, required=True, help="directory with invocations.csv and memory.csv")
     parser.add_argument("--functions", type=int, default=None, help="replay the first N functions (default all)")
     parser.add_argument("--minutes", type=int, default=None, help="replay the first M minutes (default all)")
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     functions = trace_read(args.trace, functions=args.functions, minutes=args.minutes)
     minutes = max((len(function.counts) for function in functions), default=0)
     print(f"{len(functions)} functions, {minutes} minutes, from {args.trace}")
-    header = ("policy", "invocations", "inv-minutes", "cold starts", "cold share", "idle warm min", "idle GB-min", "prewarms")
+    header = ("policy", "invocations", "inv-minutes", "cold starts", "cold share", "idle warm min", "idle GB-min",
+              "prewarms")
     print("{:<14}{:>13}{:>13}{:>13}{:>12}{:>15}{:>14}{:>10}".format(*header))
     results = {}
     for policy in policies():

@@ -1,4 +1,4 @@
-"""Benchmark of the gateway against Triton direct: `python -m gateway.bench` (`make bench-gateway`).
+"""Benchmark of the gateway against Triton direct: `python -m bench.gateway` (`make bench-gateway`).
 
 Starts its own Triton (`manage.py triton_serve --no-register`, free ports, a scratch
 repository holding the digits model), its own Redis server and its own gateway process,
@@ -14,20 +14,15 @@ With --scaling it then starts gateways of 1 and 2 worker processes, compares the
 throughput at 32 clients, and checks that a key's rate limit stays exact when the
 processes share it.
 
-The load generators are minimal (pre-built requests; HTTP/1.1 on uvloop with one
-keep-alive connection per client; gRPC through grpc.aio with pre-serialized messages)
-because they share the machine's cores with Triton, the gateway and Redis: a heavier
-client would measure itself. Prints a table and, last, one line of JSON with the ratios
-and added latencies."""
+The load generators (bench/load.py) are minimal, because they share the machine's cores
+with Triton, the gateway and Redis. Prints a table and, last, one line of JSON with the
+ratios and added latencies."""
 import argparse
-import asyncio
-import hashlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,34 +32,14 @@ import urllib.request
 from pathlib import Path
 
 import redis
-import uvloop
 
-from gateway.contract.keys import KEY_PREFIX, LIMITS_PREFIX, ROUTE_PREFIX, USAGE_STREAM
+from bench.load import build_request, grpc_load, http_load, run_load
+from bench.stack import ROOT, free_port, wait_http
+from gateway.contract.hashing import hash_api_key
+from gateway.contract.keys import RATE_PREFIX, USAGE_STREAM, key_entry_name, limits_entry_name, route_entry_name
 
-ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_NAME = "digits"
 TRITON_NAME = "t900--digits--d900"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url}: process exited with {proc.returncode}\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready after {timeout}s\n{log.read_text()[-3000:]}")
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
@@ -76,149 +51,7 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return exc.code, dict(exc.headers), exc.read()
 
 
-# Load generator --------------------------------------------------------------------------
-
-class Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection carrying one request at a time."""
-
-    def __init__(self):
-        self.transport = None
-        self.buffer = bytearray()
-        self.expected = -1
-        self.status = 0
-        self.waiter: asyncio.Future | None = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.buffer += data
-        if self.expected < 0:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buffer[:end]).lower()
-            at = head.find(b"\r\ncontent-length:")
-            if at < 0:
-                self._fail(RuntimeError("response without Content-Length: " + head[:200].decode(errors="replace")))
-                return
-            stop = head.find(b"\r\n", at + 2)
-            self.status = int(head[9:12])
-            self.expected = end + 4 + int(head[at + 17:stop if stop > 0 else None])
-        if len(self.buffer) >= self.expected:
-            del self.buffer[:self.expected]
-            self.expected = -1
-            waiter, self.waiter = self.waiter, None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(self.status)
-
-    def connection_lost(self, exc):
-        self._fail(exc or ConnectionError("connection closed"))
-
-    def _fail(self, exc: BaseException) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-
-
-async def _http_client(port: int, request: bytes):
-    """A coroutine factory: each call sends the request and returns the status."""
-    loop = asyncio.get_running_loop()
-    _, conn = await loop.create_connection(Connection, "127.0.0.1", port)
-
-    async def call() -> int:
-        conn.waiter = loop.create_future()
-        conn.transport.write(request)
-        return await conn.waiter
-
-    return call, conn.transport.close
-
-
-async def _grpc_client(target: str, request: bytes, metadata: tuple):
-    import grpc
-
-    channel = grpc.aio.insecure_channel(target)
-    infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
-
-    async def call() -> int:
-        try:
-            await infer(request, metadata=metadata)
-            return 200
-        except grpc.aio.AioRpcError as exc:
-            return 1000 + exc.code().value[0]
-
-    async def close():
-        await channel.close()
-
-    return call, close
-
-
-async def _run_clients(make_client, clients: int, seconds: float, warmup: float) -> dict:
-    latencies: list[float] = []
-    errors: list[int] = []
-    sent = [0]
-    measure_from = time.perf_counter() + warmup
-    until = measure_from + seconds
-
-    async def one():
-        call, close = await make_client()
-        try:
-            while (started := time.perf_counter()) < until:
-                status = await call()
-                sent[0] += 1
-                if started >= measure_from:
-                    latencies.append(time.perf_counter() - started)
-                    if status != 200:
-                        errors.append(status)
-        finally:
-            closed = close()
-            if asyncio.iscoroutine(closed):
-                await closed
-
-    await asyncio.gather(*(one() for _ in range(clients)))
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n, "sent": sent[0], "errors": len(errors), "statuses": sorted(set(errors)), "rps": n / seconds,
-        "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
-        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
-    }
-
-
-def run_load(make_client, clients: int, seconds: float, warmup: float, sessions: dict | None = None) -> dict:
-    """Run the load; with `sessions` ({name: session id}), also the CPU each spent per
-    request (microseconds, whole run including warm-up)."""
-    before = {name: session_cpu_s(sid) for name, sid in (sessions or {}).items()}
-    result = uvloop.run(_run_clients(make_client, clients, seconds, warmup))
-    if sessions:
-        result["cpu_us"] = {name: round((session_cpu_s(sid) - before[name]) / max(result["sent"], 1) * 1e6, 1)
-                            for name, sid in sessions.items()}
-    return result
-
-
-def session_cpu_s(session: int) -> float:
-    """CPU seconds (user + system) of the live processes of a session."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == session:  # field 6 of stat, the session id
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def http_load(port: int, request: bytes):
-    return lambda: _http_client(port, request)
-
-
-def grpc_load(target: str, request: bytes, metadata: tuple = ()):
-    return lambda: _grpc_client(target, request, metadata)
-
+# Requests ------------------------------------------------------------------------------
 
 def grpc_infer_request(model_name: str) -> bytes:
     """A ModelInfer request for one digit, serialized once."""
@@ -233,17 +66,6 @@ def grpc_infer_request(model_name: str) -> bytes:
     for name in ("label", "probabilities"):
         request.outputs.add(name=name)
     return request.SerializeToString()
-
-
-def build_request(port: int, path: str, body: bytes, json_size: int | None, api_key: str | None) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(body)}"]
-    if json_size is None:
-        lines.append("Content-Type: application/json")
-    else:
-        lines += ["Content-Type: application/octet-stream", f"Inference-Header-Content-Length: {json_size}"]
-    if api_key:
-        lines.append(f"Authorization: Bearer {api_key}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def infer_body(binary: bool) -> tuple[bytes, int | None]:
@@ -303,7 +125,7 @@ class Bench:
             sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
             "--workers", str(workers),
         ], {"REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0"})
-        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
+        wait_http(f"http://127.0.0.1:{port}/v2/health/ready", 60, proc, log)
         return proc, port, grpc_port
 
     def start(self) -> None:
@@ -331,12 +153,12 @@ class Bench:
                               has_batch_dim=signature.has_batch_dim, native_onnx=False, gpu=False)
         entry_write(repository=self.workdir / "triton" / "bench" / "models", triton_name=TRITON_NAME,
                     onnx_path=onnx_path, config=config, native_onnx=False)
-        wait_ready(f"{self.triton_url}/v2/health/ready", triton, triton_log)
+        wait_http(f"{self.triton_url}/v2/health/ready", 60, triton, triton_log)
         model_load(self.triton_url, TRITON_NAME, timeout=120)
 
-        self.redis.hset(KEY_PREFIX + hash_key(self.api_key), mapping={
+        self.redis.hset(key_entry_name(hash_api_key(self.api_key)), mapping={
             "tenant_id": "900", "key_id": "900", "scopes": "infer", "revoked": "0"})
-        self.redis.hset(f"{ROUTE_PREFIX}900:{PUBLIC_NAME}", mapping={
+        self.redis.hset(route_entry_name(900, PUBLIC_NAME), mapping={
             "deployment_id": "900", "model_version_id": "900", "triton_model": TRITON_NAME, "state": "ready",
             "http_url": self.triton_url, "grpc_url": f"127.0.0.1:{self.grpc_port}", "error": "",
             # What every request is checked against (gateway/signature.py), as the control plane writes it.
@@ -347,8 +169,8 @@ class Bench:
         _, self.gateway_port, self.gateway_grpc_port = self.start_gateway(self.gateway_workers)
 
     def set_limits(self, scope: str, limits: dict) -> None:
-        self.redis.delete(LIMITS_PREFIX + scope)
-        self.redis.hset(LIMITS_PREFIX + scope, mapping=limits)
+        self.redis.delete(limits_entry_name(scope))
+        self.redis.hset(limits_entry_name(scope), mapping=limits)
 
     @property
     def triton_url(self) -> str:
@@ -398,10 +220,6 @@ ALL_CHECKS_LIMITS = {"rate": "1000000000", "burst": "1000000000", "conc": "10000
                      "mreq_soft": "0", "mcs": "1000000000", "mcs_soft": "0", "payload": str(64 * 2**20)}
 
 
-def hash_key(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 def scaling(bench: Bench, args, body: bytes) -> dict:
     """Throughput of 1 and 2 gateway processes at 32 clients, and a key rate shared by both."""
     results = {}
@@ -412,7 +230,7 @@ def scaling(bench: Bench, args, body: bytes) -> dict:
         via = run_load(http_load(port, request_for[workers]), 32, args.seconds, args.warmup)
         rate, burst, seconds = 400, 40, 5.0
         bench.set_limits("k:900", {**ALL_CHECKS_LIMITS, "rate": str(rate), "burst": str(burst)})
-        bench.redis.delete("gw:rate:k:900")
+        bench.redis.delete(f"{RATE_PREFIX}k:900")
         limited = run_load(http_load(port, request_for[workers]), 32, seconds, 0)
         bench.set_limits("k:900", ALL_CHECKS_LIMITS)
         admitted = limited["requests"] - limited["errors"]
@@ -432,7 +250,7 @@ def scaling(bench: Bench, args, body: bytes) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,8,32", help="comma-separated concurrency levels")
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each run")
@@ -505,7 +323,8 @@ def print_cpu(rows: list) -> None:
 
 def print_table(rows: list) -> dict:
     header = (f"{'protocol':8} {'clients':>7} | {'direct req/s':>12} {'p50 ms':>7} {'p99 ms':>7} | "
-              f"{'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'ratio':>5} {'+p50 ms':>7} {'+p99 ms':>7} | errors")
+              f"{'gateway req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | "
+              f"{'ratio':>5} {'+p50 ms':>7} {'+p99 ms':>7} | errors")
     print(header)
     print("-" * len(header))
     summary = {}

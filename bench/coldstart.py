@@ -1,7 +1,7 @@
-"""Cold-start benchmark: `python -m workers.bench_coldstart` (`make bench-coldstart`).
+"""Cold-start benchmark: `python -m bench.coldstart` (`make bench-coldstart`).
 
 Starts the real stack on free ports (Triton, a Celery worker, the gateway, the metering
-consumer; tests/stack.py) on a scratch database and Redis database of its own, deploys
+consumer; bench/stack.py) on a scratch database and Redis database of its own, deploys
 the demo model (scikit-learn's digits classifier), then repeats: scale it to zero through
 the unload service, wait until it is cold, and time one inference call through the
 gateway from the client's side (a new connection, as a first caller after a quiet spell
@@ -15,50 +15,16 @@ inference of a fresh model instance is slower than a warm one).
 Goal: end to end <= 1.5 s, overhead <= 100 ms. Prints a table and, last, one JSON line."""
 import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+
+from bench.stack import scratch_stack, scratch_stop, wait
 
 GOAL_END_TO_END_S = 1.5
 GOAL_OVERHEAD_MS = 100.0
-
-
-def scratch_stack(name: str, *, redis_db: int, env: dict | None = None):
-    """The real stack on a scratch database, Redis database and directory of the
-    benchmark's own (so that it can run beside the test suite, a running platform or the
-    other benchmarks; test runs take Redis databases 9-15), not started yet. `env` goes
-    to this process and the stack's processes."""
-    os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/bench_{name}")
-    os.environ.setdefault("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{redis_db}")
-    os.environ.setdefault("TEST_VAR_DIR", str(Path(tempfile.gettempdir()) / f"inference-platform-bench-{name}"))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings_test"
-    os.environ.update(env or {})
-    import django
-
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    from tenants.directory import redis_client
-    from tests.stack import PlatformStack
-
-    setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    redis_client().flushdb()  # no routes or activity of an earlier run with the same ids
-    return PlatformStack(workdir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
-
-
-def scratch_stop(stack) -> None:
-    """Stop a scratch_stack and drop its database."""
-    from django.db import connection
-
-    stack.stop()
-    connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
 
 
 def infer(url: str, key: str, body: bytes) -> tuple[int, float, bytes]:
@@ -73,16 +39,8 @@ def infer(url: str, key: str, body: bytes) -> tuple[int, float, bytes]:
     return status, time.perf_counter() - started, payload
 
 
-def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="cold starts to time (default 10)")
     args = parser.parse_args(argv)
 
@@ -101,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         tenant = Tenant.objects.create(slug="bench", name="Bench")
         version = model_version_upload(tenant=tenant, model_name="digits", chunks=[digits_classifier_onnx()])
         deployment = deployment_create(tenant=tenant, model_version_id=version.pk, name="digits")
-        wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state == DeploymentState.READY, 60, "the deployment")
+        wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state, 60, "the deployment to load",
+             until=lambda state: state == DeploymentState.READY)
         _, key = api_key_create(tenant=tenant, label="bench", scopes=["infer"])
         url = f"{stack.gateway_url}/v2/models/digits/infer"
         body = json.dumps({"inputs": [{"name": "X", "shape": [1, 64], "datatype": "FP32",
@@ -119,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'overhead ms':>13}")
         for run in range(1, args.runs + 1):
             deployment_scale_to_zero(tenant=tenant, deployment_id=deployment.pk)
-            wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state == DeploymentState.COLD, 30, "cold")
+            wait(lambda: Deployment.unscoped.get(pk=deployment.pk).state, 30, "the deployment to go cold",
+                 until=lambda state: state == DeploymentState.COLD)
             time.sleep(0.3)
             status, seconds, payload = infer(url, key, body)
             if status != 200:
