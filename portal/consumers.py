@@ -3,9 +3,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from portal.events import deployment_payload, tenant_group
 from tenants.middleware import SESSION_TENANT_KEY
 from tenants.selectors import membership_for
+from workers.events import deployment_payload, tenant_group
 from workers.selectors import deployment_list
 
 CLOSE_UNAUTHENTICATED = 4401

@@ -130,14 +130,14 @@ def _snapshot(tenant) -> dict:
 def seeded(django_db_setup, django_db_blocker, tmp_path_factory):
     """Seeded once for the module, in a transaction that each test's own nests in (as
     Django's setUpTestData does), so every operation starts from the same state."""
-    from workers import tasks
+    from workers import queue
 
     storage = tmp_path_factory.mktemp("models")
     fast_hashing = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     with django_db_blocker.unblock(), override_settings(MODEL_STORAGE_DIR=storage, PASSWORD_HASHERS=fast_hashing), \
             pytest.MonkeyPatch.context() as patch:
         # Unloading a ready deployment enqueues at once, not on commit: keep it off the broker.
-        patch.setattr(tasks.deployment_scale_down, "delay", lambda *args, **kwargs: None)
+        patch.setattr(queue, "deployment_scale_down", lambda *args, **kwargs: None)
         outer = transaction.atomic()
         outer.__enter__()
         try:

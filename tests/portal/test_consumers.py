@@ -8,7 +8,7 @@ from django.db import connections
 from django.test import Client
 
 from portal.asgi import application
-from portal.events import deployment_event_send
+from workers.events import deployment_event_send
 from workers.models import Deployment, DeploymentState
 from workers.services import deployment_undeploy
 

@@ -47,7 +47,7 @@ def scaling_objects(acme, acme_objects, standard):  # noqa: F811
 def scale_downs(monkeypatch) -> list[tuple]:
     """The unloads queued (the task itself is tested with the lifecycle)."""
     queued = []
-    monkeypatch.setattr("workers.tasks.deployment_scale_down.delay", lambda *args: queued.append(args))
+    monkeypatch.setattr("workers.queue.deployment_scale_down", lambda *args: queued.append(args))
     return queued
 
 

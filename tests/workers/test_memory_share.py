@@ -30,7 +30,8 @@ from workers.models import (
     ReplicaState,
     TritonServer,
 )
-from workers.services import _config, deployment_create
+from workers.services import deployment_create
+from workers.services.triton_config import deployment_config_pbtxt
 from workers.triton import client as triton
 from workers.triton.repository import config_pbtxt, entry_remove, entry_write
 
@@ -271,7 +272,7 @@ def test_tensors_larger_than_the_share_fail_cleanly_and_a_batch_too_large_to_mer
     # Four 20 MB requests, batched: merged they would take 80 MB, so they run one by one.
     rows = [np.full((1, 5 * MB), i, np.float32) for i in range(4)]
     pending = [client.async_infer(name, [echo_input(row)]) for row in rows]
-    for row, request in zip(rows, pending):
+    for row, request in zip(rows, pending, strict=True):
         np.testing.assert_array_equal(request.get_result().as_numpy("y"), row)
     [stats] = client.get_inference_statistics(name)["model_stats"]
     assert [b["compute_infer"]["count"] for b in stats["batch_stats"] if b["batch_size"] == 4] == [1]
@@ -293,7 +294,7 @@ def test_a_session_that_cannot_be_built_within_the_share_fails_the_load_with_the
 # ---- the rule -------------------------------------------------------------------------
 
 def share_of(deployment: Deployment, server: TritonServer, instances: int = 1) -> str | None:
-    config = text_format.Parse(_config(deployment, server, instances), mc.ModelConfig())
+    config = text_format.Parse(deployment_config_pbtxt(deployment, server, instances), mc.ModelConfig())
     return config.parameters["memory_limit_mb"].string_value if "memory_limit_mb" in config.parameters else None
 
 

@@ -14,7 +14,7 @@ from tests.gateway.test_gateway import call, infer_body
 from tests.workers.test_lifecycle import deploy, loaded_in
 from tests.workers.test_services import wait_for_state
 from workers.models import Deployment, DeploymentState, Replica, TritonServer
-from workers.services import deployment_create, servers_check_run
+from workers.services import deployment_create, deployment_undeploy, servers_check_run
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +72,8 @@ def test_placement_prefers_room_and_evicts_the_least_recently_used_idle_deployme
     waiting = Deployment.unscoped.get(pk=third.pk)
     assert waiting.state == DeploymentState.PENDING and "MB free" in waiting.error
     assert Deployment.unscoped.get(pk=first.pk).state == DeploymentState.READY
+    # Its load would wait minutes more for room: undeployed, it leaves the stack quiet.
+    deployment_undeploy(tenant=acme, deployment_id=third.pk)
 
 
 def test_replicas_on_two_servers_share_the_calls(stack, second_server, acme, digits_onnx):

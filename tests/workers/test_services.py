@@ -183,8 +183,10 @@ def test_deploying_another_tenants_version_is_not_found(acme, globex, digits_onn
     # Beyond the columns, and beyond the plan's limits too: a bad request, not a quota refusal.
     ({"instances": 40000}, "invalid_instances", "instances must be a whole number from 1 to 32767."),
     ({"max_batch_size": 2**31}, "invalid_batch_size", "max_batch_size must be a whole number from 0 to 2147483647."),
-    ({"min_instances": 3, "max_instances": 2}, "invalid_instances", "min_instances (3) cannot exceed max_instances (2)."),
-    ({"keepalive": "sometimes"}, "invalid_keepalive", "Unknown keep-alive policy 'sometimes': choose adaptive or fixed."),
+    ({"min_instances": 3, "max_instances": 2}, "invalid_instances",
+     "min_instances (3) cannot exceed max_instances (2)."),
+    ({"keepalive": "sometimes"}, "invalid_keepalive",
+     "Unknown keep-alive policy 'sometimes': choose adaptive or fixed."),
     ({"preferred_batch_sizes": [8, 128]}, "invalid_batch_size",
      "Each preferred batch size must be between 1 and max_batch_size (64)."),
     ({"replicas": 0}, "invalid_replicas", "replicas must be a whole number from 1 to 16."),

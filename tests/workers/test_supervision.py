@@ -274,14 +274,14 @@ def test_chaos_under_make_runs_supervisor_each_killed_process_is_back_and_meteri
             pid = rpc.getProcessInfo(f"{GROUP}:{name}")["pid"]
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
-            wait_until(lambda: rpc.getProcessInfo(f"{GROUP}:{name}")["pid"] not in (0, pid), 10,
+            wait_until(lambda name=name, pid=pid: rpc.getProcessInfo(f"{GROUP}:{name}")["pid"] not in (0, pid), 10,
                        f"{name} started again")
             limit = RECOVERY_S.get(name, DEFAULT_RECOVERY_S)
-            wait_until(lambda: (name != "web" or portal_answers(stack)) and client.infer() == 200, limit,
+            wait_until(lambda name=name: (name != "web" or portal_answers(stack)) and client.infer() == 200, limit,
                        f"the platform serving after {name} was killed", every=0.2)
             recovered[name] = round(time.monotonic() - killed, 1)
             # One at a time: the next is killed once this one has stayed up (supervisord's startsecs).
-            wait_until(lambda: rpc.getProcessInfo(f"{GROUP}:{name}")["statename"] == "RUNNING", 15,
+            wait_until(lambda name=name: rpc.getProcessInfo(f"{GROUP}:{name}")["statename"] == "RUNNING", 15,
                        f"{name} running")
         time.sleep(1)
         client.stop()

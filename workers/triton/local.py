@@ -14,8 +14,8 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from workers.triton.client import server_live
 
@@ -61,7 +61,8 @@ def backend_dir_prepare(target: Path) -> Path:
     return target
 
 
-def server_command(*, repository: Path, backends: Path, bind: str, http_port: int, grpc_port: int, metrics_port: int) -> list[str]:
+def server_command(*, repository: Path, backends: Path, bind: str, http_port: int, grpc_port: int,
+                   metrics_port: int) -> list[str]:
     return [
         str(server_binary()),
         f"--model-repository={repository}",

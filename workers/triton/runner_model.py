@@ -113,7 +113,8 @@ class TritonPythonModel:
 
     def _respond(self, outputs):
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(v)) for n, v in zip(self.output_names, outputs)]
+            output_tensors=[pb_utils.Tensor(n, np.ascontiguousarray(v))
+                            for n, v in zip(self.output_names, outputs, strict=False)]
         )
 
     def _error(self, exc):

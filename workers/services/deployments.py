@@ -1,0 +1,163 @@
+"""The deployment services the portal, the API and the admin call: create one, change
+its settings, retry a failed one, undeploy it, unload it now. Each writes in one
+transaction and queues the work for Triton (workers/services/lifecycle.py) after commit."""
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from gateway.contract.errors import Conflict, NotFound, PlatformError, validation_message
+from graph_editor.models import ModelVersion
+from tenants.audit import audit_record
+from tenants.models import Tenant, slug_validator
+from workers import queue
+from workers.capacity import deployment_instances_reserved, quota_check_deployment
+from workers.models import Deployment, DeploymentState
+from workers.services.publish import deployment_publish, deployment_state_set
+from workers.services.scaling import scaling_defaults, scaling_validate, whole_number_check
+
+
+def _quota_check(tenant: Tenant, version: ModelVersion, deployment: Deployment, exclude: int | None = None) -> None:
+    quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes,
+                           instances=deployment_instances_reserved(deployment), hardware=deployment.hardware,
+                           max_batch_size=deployment.max_batch_size, exclude_deployment_id=exclude,
+                           max_instances=deployment.max_instances)
+
+
+def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", instances: int | None = None,
+                      hardware: str = "cpu", actor=None, **scaling) -> Deployment:
+    """Record a deployment of one of the tenant's model versions and queue its load,
+    within the tenant's deploy-time limits. `scaling` takes any of min_instances,
+    max_instances, replicas, keepalive, keepalive_idle_s, max_batch_size,
+    max_queue_delay_us, preferred_batch_sizes; the rest come from the model. `instances`
+    is how many to start with (default max(1, min_instances)); max_instances defaults to it."""
+    version = ModelVersion.objects.for_tenant(tenant).select_related("model").filter(pk=model_version_id).first()
+    if version is None:
+        raise NotFound("No such model version in this tenant.")
+    name = (name or version.model.name).strip()
+    try:
+        slug_validator(name)
+    except Exception:
+        raise PlatformError(f"Invalid deployment name {name!r}: use 1-63 lowercase letters, digits and hyphens.",
+                            code="invalid_name") from None
+    if hardware not in ("cpu", "gpu"):
+        raise PlatformError(f"Unknown hardware {hardware!r}: choose cpu or gpu.", code="invalid_hardware")
+    unknown = set(scaling) - set(scaling_defaults(version))
+    if unknown:
+        raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
+    values = scaling_defaults(version)
+    values.update({k: v for k, v in scaling.items() if v is not None})
+    if instances is not None:
+        whole_number_check(instances, "instances", 1, 32767)
+        if "max_instances" not in scaling or scaling["max_instances"] is None:
+            values["max_instances"] = max(instances, values["min_instances"], 1)
+    values = scaling_validate(version, values)
+    start = instances if instances is not None else max(1, values["min_instances"])
+    if start > values["max_instances"]:
+        raise PlatformError(f"instances ({start}) cannot exceed max_instances ({values['max_instances']}).",
+                            code="invalid_instances")
+    with transaction.atomic():
+        # One deploy-time decision per tenant at a time, so limits hold under concurrent requests.
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        if Deployment.objects.for_tenant(tenant).filter(name=name).exclude(state=DeploymentState.UNDEPLOYED).exists():
+            raise Conflict(f"A deployment named '{name}' already exists; undeploy it or choose another name.")
+        deployment = Deployment(tenant=tenant, name=name, model_version=version, instances=start, hardware=hardware,
+                                created_by=actor, **values)
+        # A request the columns cannot hold is a bad request, whatever the tenant's limits.
+        try:
+            deployment.full_clean()
+        except ValidationError as exc:
+            raise PlatformError(validation_message(exc), code="invalid_deployment") from None
+        _quota_check(tenant, version, deployment)
+        deployment.save()
+        audit_record(event_type="deployment.created", target=deployment,
+                     new={"model_version": version.pk, "hardware": hardware, "instances": start, **values})
+        deployment_publish(deployment)
+        transaction.on_commit(lambda: queue.deployment_load(deployment.pk))
+    return deployment
+
+
+def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes) -> Deployment:
+    """Change a deployment's scaling and batching settings within the tenant's limits.
+    Batching changes reach Triton by a reload that keeps serving; a raised min_instances
+    wakes a cold deployment."""
+    with transaction.atomic():
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+        deployment = (Deployment.objects.for_tenant(tenant).select_for_update(of=("self",))
+                      .select_related("model_version").filter(pk=deployment_id).first())
+        if deployment is None:
+            raise NotFound("No such deployment in this tenant.")
+        if not deployment.is_active:
+            raise Conflict("This deployment is undeployed; its settings can no longer change.")
+        current = {k: getattr(deployment, k) for k in scaling_defaults(deployment.model_version)}
+        unknown = set(changes) - set(current)
+        if unknown:
+            raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
+        values = scaling_validate(deployment.model_version, {**current, **changes})
+        changed = {k for k, v in values.items() if current[k] != v}
+        if not changed:
+            return deployment
+        for key, value in values.items():
+            setattr(deployment, key, value)
+        deployment.instances = min(max(deployment.instances, max(1, deployment.min_instances)),
+                                   deployment.max_instances)
+        _quota_check(tenant, deployment.model_version, deployment, exclude=deployment.pk)
+        # Only these columns: the autoscaler writes the policy's state beside them.
+        deployment.save(update_fields=[*values, "instances", "updated_at"])
+        audit_record(event_type="deployment.settings_changed", target=deployment,
+                     old={k: current[k] for k in changed}, new={k: values[k] for k in changed})
+        deployment_publish(deployment)
+        reload = changed & {"max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "min_instances",
+                            "max_instances"}
+        pk = deployment.pk
+        if deployment.state == DeploymentState.READY and reload:
+            transaction.on_commit(lambda: queue.deployment_reconfigure(pk))
+        if deployment.state == DeploymentState.READY and "replicas" in changed:
+            transaction.on_commit(lambda: queue.deployment_replicas_fit(pk))
+        if deployment.state == DeploymentState.COLD and deployment.min_instances > 0:
+            transaction.on_commit(lambda: queue.deployment_wake(pk))
+    return deployment
+
+
+def deployment_retry(*, tenant: Tenant, deployment_id: int) -> Deployment:
+    """Queue a failed deployment's load again."""
+    with transaction.atomic():
+        deployment = Deployment.objects.for_tenant(tenant).select_for_update().filter(pk=deployment_id).first()
+        if deployment is None:
+            raise NotFound("No such deployment in this tenant.")
+        if deployment.state != DeploymentState.FAILED:
+            raise Conflict(f"Only a failed deployment can be retried; this one is {deployment.state}.")
+        deployment_state_set(deployment, DeploymentState.PENDING, error="")
+        transaction.on_commit(lambda: queue.deployment_load(deployment.pk))
+    return deployment
+
+
+def deployment_undeploy(*, tenant: Tenant, deployment_id: int) -> Deployment:
+    with transaction.atomic():
+        deployment = Deployment.objects.for_tenant(tenant).select_for_update().filter(pk=deployment_id).first()
+        if deployment is None:
+            raise NotFound("No such deployment in this tenant.")
+        if deployment.state == DeploymentState.UNDEPLOYED:
+            return deployment
+        previous_state = deployment.state
+        deployment.state = DeploymentState.UNLOADING
+        deployment.save(update_fields=["state", "updated_at"])
+        audit_record(event_type="deployment.undeployed", target=deployment, old={"state": previous_state},
+                     new={"state": DeploymentState.UNDEPLOYED})
+        deployment_publish(deployment)
+        transaction.on_commit(lambda: queue.deployment_unload(deployment.pk))
+    return deployment
+
+
+def deployment_scale_to_zero(*, tenant: Tenant, deployment_id: int) -> Deployment:
+    """Unload a deployment from Triton now (the portal's "Unload now"); the next call
+    wakes it. A deployment kept warm by min_instances refuses."""
+    deployment = Deployment.objects.for_tenant(tenant).filter(pk=deployment_id).first()
+    if deployment is None:
+        raise NotFound("No such deployment in this tenant.")
+    if deployment.min_instances > 0:
+        raise Conflict(f"This deployment keeps {deployment.min_instances} instance(s) warm (min_instances); "
+                       "set min_instances to 0 to let it scale to zero.")
+    if deployment.state not in (DeploymentState.READY, DeploymentState.COLD):
+        raise Conflict(f"Only a ready deployment can be unloaded; this one is {deployment.state}.")
+    if deployment.state == DeploymentState.READY:
+        queue.deployment_scale_down(deployment.pk, "unload requested")
+    return deployment
