@@ -26,48 +26,35 @@ from gateway.contract.hashing import hash_api_key
 from gateway.contract.keys import key_entry_name
 from gateway.contract.scripts import lua_source
 from gateway.contract.usage import SEPARATOR
+from gateway.errors import refusal, unavailable
 from gateway.redis_link import RedisLink, RedisReplyError, RedisUnavailable, Script
 
 log = logging.getLogger("gateway.admission")
 ADMIT = Script(lua_source("admit"))
 FINISH = Script(lua_source("finish"))
 RENEW = Script(lua_source("renew"))
-
-
-def usage_event(admitted: "Admitted", *, name: str, proto: str, endpoint: str, status: int, started: float,
-                upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
-    """The usage event of an admitted request (gateway/contract/usage.py), for HTTP and gRPC alike.
-    `cold` is "0", or the milliseconds the request was held for its deployment to load."""
-    return SEPARATOR.join((
-        admitted.request_id, admitted.tenant, admitted.key_id, admitted.deployment_id, name,
-        admitted.model_version_id, proto, endpoint, str(status), f"{(time.perf_counter() - started) * 1000:.3f}",
-        f"{upstream_ms:.3f}" if upstream_ms is not None else "", str(compute_us), admitted.cold_ms, str(bytes_in),
-        str(bytes_out), admitted.flags, f"{time.time():.6f}"))
-
-
-class Refused(Exception):
-    """The request is not admitted: authentication, payload, budget, rate or concurrency."""
-
-    def __init__(self, status: int, code: str, message: str, kind: str = "", wait_ms: str = ""):
-        super().__init__(message)
-        self.status, self.code, self.message, self.kind, self.wait_ms = status, code, message, kind, wait_ms
-
-
-class Unavailable(Exception):
-    """Redis cannot decide: the request is refused (fail closed), the caller retries."""
+# How the scripts take and give a yes or no.
+YES, NO = "1", "0"
+ADMITTED = 200
+WAKE_MARKER_ARG = str(WAKE_MARKER_MS)
 
 
 class Admitted:
+    """An admitted request: admit.lua's reply (its route, limits and rate fields), and what
+    the gateway learns of it on the way. `wake`: this caller queues its cold deployment's
+    load; `held_ms`: how long it was held for its deployment to load (None: not held)."""
+
     __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
                  "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
-                 "leased", "period", "wake", "signature", "request_id", "started", "cold_ms")
+                 "leased", "period", "wake", "signature", "request_id", "started", "held_ms")
 
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags, self.leased, self.period, self.wake, self.signature) = reply
+         self.scopes, self.flags, self.leased, self.period, wake, self.signature) = reply
+        self.wake = wake == YES
         self.request_id = request_id
-        self.cold_ms = "0"
+        self.held_ms = None
         self.started = time.monotonic()
 
     def rate_headers(self) -> list:
@@ -78,6 +65,26 @@ class Admitted:
                 (b"x-ratelimit-limit-requests", self.limit.encode()),
                 (b"x-ratelimit-remaining-requests", self.remaining.encode()),
                 (b"x-ratelimit-reset-requests", self.reset.encode())]
+
+
+class Completion:
+    """What `finish` records of an answered request: whether it is billed, its compute time,
+    and its usage event (gateway/contract/usage.py), the same for HTTP and gRPC."""
+
+    __slots__ = ("admitted", "billable", "compute_us", "event")
+
+    def __init__(self, admitted: Admitted, name: str, proto: str, endpoint: str, status: int, started: float,
+                 upstream_ms: float | None, bytes_in: int, bytes_out: int):
+        self.admitted = admitted
+        self.billable = billable = status == 200 and endpoint == "infer"
+        self.compute_us = compute_us = int(upstream_ms * 1000) if billable else 0
+        held_ms = admitted.held_ms
+        self.event = SEPARATOR.join((
+            admitted.request_id, admitted.tenant, admitted.key_id, admitted.deployment_id, name,
+            admitted.model_version_id, proto, endpoint, str(status), f"{(time.perf_counter() - started) * 1000:.3f}",
+            f"{upstream_ms:.3f}" if upstream_ms is not None else "", str(compute_us),
+            "0" if held_ms is None else f"{held_ms:.1f}", str(bytes_in), str(bytes_out), admitted.flags,
+            f"{time.time():.6f}"))
 
 
 class Admission:
@@ -92,38 +99,36 @@ class Admission:
         self.renewer = asyncio.get_running_loop().create_task(self._renew_forever())
 
     async def admit(self, raw_key: str, name: str, body_size: int, request_id: str, infer: bool) -> Admitted:
+        """Admit a request or raise GatewayError: refused (admit.lua says why), or Redis out of reach."""
         key_entry = key_entry_name(hash_api_key(raw_key))
-        args = (name, str(body_size), request_id, self.lease_ms, "1" if infer else "0", str(WAKE_MARKER_MS))
+        args = (name, str(body_size), request_id, self.lease_ms, YES if infer else NO, WAKE_MARKER_ARG)
         try:
             reply = await self.link.run_script(ADMIT, (key_entry,), args)
         except (RedisUnavailable, TimeoutError) as exc:
-            raise Unavailable(str(exc) or "Redis did not answer in time") from None
-        if reply[0] != 200:
-            raise Refused(*reply)
+            raise unavailable(str(exc) or "Redis did not answer in time") from None
+        if reply[0] != ADMITTED:
+            raise refusal(*reply)
         admitted = Admitted(reply, request_id)
         self.in_flight[request_id] = admitted
         return admitted
 
-    def finish_then(self, admitted: Admitted, billable: bool, compute_us: int, event: str, after) -> None:
+    def finish_then(self, completion: Completion, after) -> None:
         """Queue the completion with the others of this loop pass; `after(True)` runs right
         after their one write to Redis, in the same callback (that is where the response is
         written or released), `after(False)` if it cannot be written, and the answer is then
         withheld. Redis's reply is checked later. Either way the request is no longer in
         flight here: a completion that was not written leaves leases that expire."""
+        admitted = completion.admitted
         self.in_flight.pop(admitted.request_id, None)
         protocol = self.link.protocol
         if protocol is None:
             after(False)
             return
-        args = self._finish_args(admitted, billable, compute_us, event)
+        args = (admitted.request_id, admitted.leased, admitted.scopes, YES if completion.billable else NO,
+                str(completion.compute_us), admitted.period, completion.event, admitted.deployment_id)
         waiter = self.link.send_script(protocol, FINISH, (), args, now=False)
         protocol.after_write.append(after)
         waiter.add_done_callback(lambda done: self._check_reply(done, args))
-
-    @staticmethod
-    def _finish_args(admitted: Admitted, billable: bool, compute_us: int, event: str) -> tuple:
-        return (admitted.request_id, admitted.leased, admitted.scopes, "1" if billable else "0", str(compute_us),
-                admitted.period, event, admitted.deployment_id)
 
     def _check_reply(self, done: asyncio.Future, args: tuple) -> None:
         if done.cancelled():
@@ -140,10 +145,11 @@ class Admission:
                 log.error("usage event %s not recorded: %s", args[0], reply)
 
     async def ping(self) -> None:
+        """Raise GatewayError when Redis cannot be reached."""
         try:
             await self.link.call("PING")
         except (RedisUnavailable, TimeoutError) as exc:
-            raise Unavailable(str(exc) or "Redis did not answer in time") from None
+            raise unavailable(str(exc) or "Redis did not answer in time") from None
 
     async def _renew_forever(self) -> None:
         period = config.LEASE_TTL_S / 3

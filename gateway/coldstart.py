@@ -44,7 +44,7 @@ class ColdStarts:
         with the fresh route. Returns the milliseconds held. Raises HoldTimeout."""
         started = time.perf_counter()
         deployment_id = admitted.deployment_id
-        if admitted.wake == "1":
+        if admitted.wake:
             self.wake(deployment_id)
         deadline = time.monotonic() + config.COLD_START_TIMEOUT_S
         self.deadlines[deployment_id] = max(self.deadlines.get(deployment_id, 0), deadline)
@@ -55,7 +55,7 @@ class ColdStarts:
             self.watchers[deployment_id] = watcher
         try:
             route = await asyncio.wait_for(asyncio.shield(watcher), deadline - time.monotonic())
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise HoldTimeout() from None
         if route is None:
             raise HoldTimeout()
@@ -74,7 +74,8 @@ class ColdStarts:
                     return route
                 if state == "cold" and time.monotonic() - marker_at > WAKE_MARKER_MS / 1000:
                     marker_at = time.monotonic()
-                    taken = await self.link.call("SET", wake_marker_name(deployment_id), "1", "NX", "PX", WAKE_MARKER_MS)
+                    taken = await self.link.call("SET", wake_marker_name(deployment_id), "1", "NX", "PX",
+                                                 WAKE_MARKER_MS)
                     if taken:
                         self.wake(deployment_id)
                 await asyncio.sleep(POLL_S)
@@ -86,9 +87,9 @@ class ColdStarts:
     def release(self, admitted) -> None:
         """The caller that took the wake marker will not wait for the load (its request was
         refused): give the marker back, so that the next caller wakes the deployment."""
-        if admitted.wake != "1":
+        if not admitted.wake:
             return
-        admitted.wake = "0"
+        admitted.wake = False
         asyncio.ensure_future(self._release(admitted.deployment_id))
 
     async def _release(self, deployment_id: str) -> None:

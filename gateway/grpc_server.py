@@ -2,12 +2,13 @@
 speaks it, served by each gateway process on the HTTP gateway's event loop (the port is
 shared by the worker processes through SO_REUSEPORT).
 
-A model RPC (ModelInfer, ModelMetadata, ModelReady) takes the same path as over HTTP
-(gateway/app.py): the API key from the `authorization: Bearer <key>` or `x-api-key`
-metadata, one `admit`, the deployment's Triton server over a pooled gRPC channel, and the
-usage event written by `finish` before the response leaves. Refusals carry HTTP's messages,
-their gRPC status follows from the HTTP status (GRPC_CODES), and usage events record the
-HTTP status, so one meter counts both protocols.
+A model RPC (ModelInfer, ModelMetadata, ModelReady) takes the same path as over HTTP,
+through gateway/core.py: the API key from the `authorization: Bearer <key>` or `x-api-key`
+metadata, one `admit`, the deployment's Triton server over a pooled gRPC channel (the
+replica with the fewest requests outstanding, HTTP's and gRPC's alike), and the usage
+event written by `finish` before the response leaves. Refusals carry HTTP's messages and
+their gRPC status (gateway/errors.py KINDS), and usage events record the HTTP status, so
+one meter counts both protocols.
 
 Messages stay bytes. Every model RPC's request holds the model name in field 1 and the
 version in field 2, and ModelInferResponse and ModelMetadataResponse hold the name in
@@ -19,7 +20,6 @@ Metadata: x-request-id, the rate-limit fields and x-quota-warning in the initial
 of every model RPC; a refusal's retry hints (retry-after in seconds, x-should-retry,
 x-ratelimit-*) in its trailing metadata."""
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -29,21 +29,9 @@ from grpc import aio
 from tritonclient.grpc import service_pb2
 
 from gateway import config
-from gateway.admission import Admission, Admitted, Refused, Unavailable, usage_event
-from gateway.app import (
-    SERVER_METADATA,
-    GatewayError,
-    gateway,
-    model_missing,
-    not_ready,
-    refusal,
-    request_check,
-    route_ready,
-    runner_died,
-    runner_restarting,
-    server_unavailable,
-    unavailable,
-)
+from gateway.admission import Admitted, Completion
+from gateway.core import SERVER_METADATA, Core
+from gateway.errors import GatewayError, Unreached, internal_error, unrecorded
 from gateway.signature import Signature
 
 log = logging.getLogger("gateway.grpc")
@@ -51,18 +39,6 @@ SERVICE = "inference.GRPCInferenceService"
 MODEL_RPCS = {"infer": "ModelInfer", "metadata": "ModelMetadata", "ready": "ModelReady"}
 SERVED = ("ServerLive", "ServerReady", "ServerMetadata", *MODEL_RPCS.values())
 Code = grpc.StatusCode
-# The gRPC status of each HTTP status a request can end with (the one metering records).
-GRPC_CODES = {
-    400: Code.INVALID_ARGUMENT,
-    401: Code.UNAUTHENTICATED,
-    403: Code.PERMISSION_DENIED,
-    404: Code.NOT_FOUND,
-    413: Code.RESOURCE_EXHAUSTED,  # what gRPC itself answers to a message over its size limit
-    429: Code.RESOURCE_EXHAUSTED,
-    499: Code.CANCELLED,
-    502: Code.UNAVAILABLE,
-    503: Code.UNAVAILABLE,
-}
 # Triton's answers that are the caller's fault; the caller gets Triton's code, metering 400.
 CALLER_FAULTS = {Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.ALREADY_EXISTS,
                  Code.UNIMPLEMENTED}
@@ -85,26 +61,15 @@ LIVE = service_pb2.ServerLiveResponse(live=True).SerializeToString()
 READY = service_pb2.ServerReadyResponse(ready=True).SerializeToString()
 NOT_READY = service_pb2.ServerReadyResponse(ready=False).SerializeToString()
 MODEL_NOT_READY = service_pb2.ModelReadyResponse(ready=False).SerializeToString()
-SERVER = service_pb2.ServerMetadataResponse(**json.loads(SERVER_METADATA)).SerializeToString()
+SERVER = service_pb2.ServerMetadataResponse(**SERVER_METADATA).SerializeToString()
 
 
-class Rejected(Exception):
-    """An RPC answered with an error: its gRPC code, the HTTP status metering records, the
-    message and the trailing metadata."""
-
-    def __init__(self, code: grpc.StatusCode, status: int, message: str, trailing: tuple = ()):
-        super().__init__(message)
-        self.code, self.status, self.message, self.trailing = code, status, message, trailing
-
-
-def rejected(exc: GatewayError) -> Rejected:
-    """The gRPC form of one of the HTTP gateway's errors: same message, same retry hints."""
+async def abort(context, exc: GatewayError) -> None:
+    """End the RPC with the error: its gRPC status, its message, its retry hints as trailing metadata."""
     trailing = [(name.decode(), value.decode()) for name, value in exc.headers]
     if exc.retry_after:
         trailing.append(("retry-after", exc.retry_after))
-    # Retrying does not load a deployment that failed to load: not UNAVAILABLE.
-    code = Code.FAILED_PRECONDITION if exc.code == "deployment_failed" else GRPC_CODES[exc.status]
-    return Rejected(code, exc.status, exc.message, tuple(trailing))
+    await context.abort(Code[exc.grpc], exc.message, tuple(trailing))
 
 
 def api_key(metadata) -> str:
@@ -117,12 +82,12 @@ def api_key(metadata) -> str:
     if authorization is None:
         if x_api_key:
             return x_api_key
-        raise Rejected(Code.UNAUTHENTICATED, 401, "Missing API key: send the metadata "
-                       "'authorization: Bearer <api key>' (or 'x-api-key: <api key>').")
+        raise GatewayError("Missing API key: send the metadata 'authorization: Bearer <api key>' (or "
+                           "'x-api-key: <api key>').", code="unauthenticated")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Rejected(Code.UNAUTHENTICATED, 401, "Malformed authorization metadata: use 'Bearer <api key>'.")
+        raise GatewayError("Malformed authorization metadata: use 'Bearer <api key>'.", code="unauthenticated")
     return token
 
 
@@ -228,42 +193,15 @@ def renamed(message: bytes, name_spans: list[tuple[int, int]], name: str) -> byt
 
 # The service ------------------------------------------------------------------------------
 
-def upstream_failure(exc: aio.AioRpcError, triton_model: str, name: str, version: str) -> Rejected:
-    """Translate a Triton error into what the caller can act on, in the caller's names
-    (the gRPC counterpart of gateway.app.upstream_failure)."""
-    code = exc.code()
-    message = (exc.details() or "").replace(triton_model, name)
-    if code == Code.NOT_FOUND:
-        return rejected(model_missing(name, version))
-    if runner_died(message):
-        return rejected(runner_restarting(name))
-    if "not ready" in message:
-        return rejected(not_ready(f"Deployment '{name}' is not ready: {message}"))
-    if code in CALLER_FAULTS:
-        return Rejected(code, 400, message)
-    if code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED):
-        return Rejected(code, 502, f"The inference server did not answer: {message}")
-    if message.startswith("Unable to parse"):
-        return Rejected(Code.INVALID_ARGUMENT, 400, f"The inference request is malformed: {message}")
-    return Rejected(Code.INTERNAL, 502, f"The inference server failed ({code.name}): {message}")
-
-
 def unreachable(exc: aio.AioRpcError) -> bool:
     """The server could not be connected to at all (its process is gone)."""
     details = (exc.details() or "").lower()
     return exc.code() == Code.UNAVAILABLE and ("failed to connect" in details or "connection refused" in details)
 
 
-def grpc_usage_event(admitted: Admitted, name: str, endpoint: str, status: int, started: float,
-                     upstream_ms: float | None, compute_us: int, bytes_in: int, bytes_out: int) -> str:
-    """HTTP's usage event (gateway.admission.usage_event), for a gRPC request."""
-    return usage_event(admitted, name=name, proto="grpc", endpoint=endpoint, status=status, started=started,
-                       upstream_ms=upstream_ms, compute_us=compute_us, bytes_in=bytes_in, bytes_out=bytes_out)
-
-
 class InferenceService(grpc.GenericRpcHandler):
-    def __init__(self, admission: Admission):
-        self.admission = admission
+    def __init__(self, core: Core):
+        self.core = core
         self.channels: dict[str, aio.Channel] = {}
         self.upstream_calls: dict[tuple[str, str], aio.UnaryUnaryMultiCallable] = {}
         unary = grpc.unary_unary_rpc_method_handler
@@ -289,8 +227,8 @@ class InferenceService(grpc.GenericRpcHandler):
 
     async def server_ready(self, request: bytes, context) -> bytes:
         try:
-            await self.admission.ping()
-        except Unavailable:
+            await self.core.admission.ping()
+        except GatewayError:
             return NOT_READY
         return READY
 
@@ -314,25 +252,21 @@ class InferenceService(grpc.GenericRpcHandler):
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
         metadata = [("x-request-id", request_id)]
+        admission = self.core.admission
         try:
             raw_key = api_key(context.invocation_metadata())
             try:
                 fields = model_fields(request)
             except WireError as exc:
-                raise Rejected(Code.INVALID_ARGUMENT, 400, f"The request is not a valid {MODEL_RPCS[endpoint]} "
-                                                           f"message: {exc}.") from None
+                raise GatewayError(f"The request is not a valid {MODEL_RPCS[endpoint]} message: {exc}.",
+                                   code="invalid_request") from None
             name, version = fields.name, fields.version
             if not name:
-                raise Rejected(Code.INVALID_ARGUMENT, 400, "The request names no model.")
-            try:
-                admitted = await self.admission.admit(raw_key, name, len(request), request_id, endpoint == "infer")
-            except Refused as exc:
-                raise rejected(refusal(exc)) from None
-            except Unavailable as exc:
-                raise rejected(unavailable(exc)) from None
-        except Rejected as exc:
+                raise GatewayError("The request names no model.", code="invalid_request")
+            admitted = await admission.admit(raw_key, name, len(request), request_id, endpoint == "infer")
+        except GatewayError as exc:
             await context.send_initial_metadata(metadata)
-            await context.abort(exc.code, exc.message, exc.trailing)
+            await abort(context, exc)
 
         # From here on the request is admitted and is metered whatever happens.
         metadata += [(field.decode(), value.decode()) for field, value in admitted.rate_headers()]
@@ -342,7 +276,7 @@ class InferenceService(grpc.GenericRpcHandler):
         try:
             await context.send_initial_metadata(metadata)
             response, upstream_ms = await self.forward(admitted, endpoint, name, version, request, fields)
-        except Rejected as exc:
+        except GatewayError as exc:
             status = exc.status
             if endpoint == "ready" and status == 503:
                 response = MODEL_NOT_READY  # a question with a yes/no answer: not ready is "no"
@@ -350,80 +284,89 @@ class InferenceService(grpc.GenericRpcHandler):
                 failure = exc
         except asyncio.CancelledError:
             # The caller gave up (cancelled, or its deadline passed): record that, release the leases.
-            event = grpc_usage_event(admitted, name, endpoint, 499, started, None, 0, len(request), 0)
-            self.admission.finish_then(admitted, False, 0, event, lambda recorded: None)
+            admission.finish_then(Completion(admitted, name, "grpc", endpoint, 499, started, None, len(request), 0),
+                                  ignore)
             raise
         except Exception:
             # Still completed, or this process would renew the request's leases for ever.
             log.exception("%s request %s failed in the gateway", MODEL_RPCS[endpoint], request_id)
-            status, failure = 500, Rejected(Code.INTERNAL, 500, f"The gateway failed on request {request_id}.")
+            status, failure = 500, internal_error(f"The gateway failed on request {request_id}.")
 
-        billable = status == 200 and endpoint == "infer"
-        compute_us = int(upstream_ms * 1000) if billable else 0
         bytes_out = len(failure.message.encode()) if failure else len(response)
-        event = grpc_usage_event(admitted, name, endpoint, status, started, upstream_ms, compute_us, len(request),
-                            bytes_out)
+        completion = Completion(admitted, name, "grpc", endpoint, status, started, upstream_ms, len(request),
+                                bytes_out)
         # The usage is written to Redis before the handler returns and gRPC sends the answer.
         recorded = asyncio.get_running_loop().create_future()
-        self.admission.finish_then(admitted, billable, compute_us, event, recorded.set_result)
+        admission.finish_then(completion, recorded.set_result)
         if not await recorded:
-            # The usage cannot be recorded: the answer is withheld rather than given unmetered.
-            failure = rejected(unavailable(Exception("Redis is unreachable")))
+            failure = unrecorded()
         if failure is not None:
-            await context.abort(failure.code, failure.message, failure.trailing)
+            await abort(context, failure)
         return response
 
     async def forward(self, admitted: Admitted, endpoint: str, name: str, version: str, request: bytes,
                       fields: Fields) -> tuple[bytes, float]:
         """Send the request to the deployment's Triton server under Triton's name: the response
         in the caller's name, and the milliseconds Triton took."""
-        try:
-            if endpoint == "infer":
-                request_check(admitted, name, lambda checked: infer_check(checked, request, fields))
-            await route_ready(admitted, name, hold=endpoint != "ready")
-        except GatewayError as exc:
-            raise rejected(exc) from None
+        core = self.core
+        if endpoint == "infer":
+            core.check(admitted, name, infer_check, request, fields)
+        await core.ready(admitted, name, hold=endpoint != "ready")
         if not admitted.grpc_url:
-            raise Rejected(Code.FAILED_PRECONDITION, 502,
-                           f"Deployment '{name}' is served without a gRPC endpoint; use the HTTP API.")
+            raise GatewayError(f"Deployment '{name}' is served without a gRPC endpoint; use the HTTP API.",
+                               code="no_grpc_endpoint")
         upstream = renamed(request, fields.name_spans, admitted.triton_model)
-        replicas, tried = gateway.replicas, ""
-        for _ in range(2):
-            target = replicas.pick(admitted.grpc_url, exclude=tried)
-            if target is None:
-                raise rejected(server_unavailable(name))
-            call = self.upstream_call(target, endpoint)
-            upstream_started = time.perf_counter()
+        upstream_started = time.perf_counter()
+        try:
             # A caller's own deadline cancels this handler, and with it the upstream call.
-            try:
-                response = await call(upstream, timeout=config.UPSTREAM_TIMEOUT_S)
-                break
-            except aio.AioRpcError as exc:
-                if not unreachable(exc):
-                    if runner_died(exc.details() or ""):
-                        gateway.coldstarts.heal(admitted.deployment_id)
-                    raise upstream_failure(exc, admitted.triton_model, name, version) from None
-                # Nothing was sent: skip this server, as the HTTP path does, and try another replica.
-                replicas.down(target)
-                tried = target
-        else:
-            raise rejected(server_unavailable(name))
+            response = await core.send(name, admitted.grpc_url, self.call_triton, endpoint, upstream)
+        except aio.AioRpcError as exc:
+            raise self.upstream_failure(admitted, exc, name, version) from None
         upstream_ms = (time.perf_counter() - upstream_started) * 1000
         if endpoint != "ready":
             try:
                 response = renamed(response, model_fields(response).name_spans, name)
             except WireError as exc:
-                raise Rejected(Code.INTERNAL, 502, f"The inference server's answer is malformed: {exc}.") from None
+                raise GatewayError(f"The inference server's answer is malformed: {exc}.", code="upstream_error",
+                                   grpc="INTERNAL") from None
         return response, upstream_ms
 
-    def upstream_call(self, target: str, endpoint: str) -> aio.UnaryUnaryMultiCallable:
+    async def call_triton(self, target: str, endpoint: str, message: bytes) -> bytes:
+        """One call to a Triton server; Unreached when it cannot be connected to."""
         call = self.upstream_calls.get((target, endpoint))
         if call is None:
             channel = self.channels.get(target)
             if channel is None:
                 channel = self.channels[target] = aio.insecure_channel(target, options=UPSTREAM_OPTIONS)
             call = self.upstream_calls[(target, endpoint)] = channel.unary_unary(f"/{SERVICE}/{MODEL_RPCS[endpoint]}")
-        return call
+        try:
+            return await call(message, timeout=config.UPSTREAM_TIMEOUT_S)
+        except aio.AioRpcError as exc:
+            if unreachable(exc):
+                raise Unreached(exc.details()) from None
+            raise
+
+    def upstream_failure(self, admitted: Admitted, exc: aio.AioRpcError, name: str, version: str) -> GatewayError:
+        """Translate a Triton error into what the caller can act on, in the caller's names
+        (the gRPC counterpart of gateway.http_api.upstream_failure)."""
+        code = exc.code()
+        message = (exc.details() or "").replace(admitted.triton_model, name)
+        failure = self.core.triton_refusal(admitted, name, version, message, missing=code == Code.NOT_FOUND)
+        if failure is not None:
+            return failure
+        if code in CALLER_FAULTS:
+            return GatewayError(message, code="invalid_input", grpc=code.name)
+        if code in (Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED):
+            return GatewayError(f"The inference server did not answer: {message}", code="upstream_error",
+                                grpc=code.name)
+        if message.startswith("Unable to parse"):
+            return GatewayError(f"The inference request is malformed: {message}", code="invalid_input")
+        return GatewayError(f"The inference server failed ({code.name}): {message}", code="upstream_error",
+                            grpc="INTERNAL")
+
+
+def ignore(recorded: bool) -> None:
+    """A completion's write whose outcome nobody waits for."""
 
 
 def unsupported(rpc: str):
@@ -433,10 +376,10 @@ def unsupported(rpc: str):
     return answer
 
 
-async def grpc_start(admission: Admission, host: str, port: int) -> aio.Server:
+async def grpc_start(core: Core, host: str, port: int) -> aio.Server:
     """Serve the KServe v2 gRPC protocol on host:port from this event loop."""
     server = aio.server(options=SERVER_OPTIONS)
-    server.add_generic_rpc_handlers((InferenceService(admission),))
+    server.add_generic_rpc_handlers((InferenceService(core),))
     server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     await server.start()
     return server

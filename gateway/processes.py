@@ -19,8 +19,7 @@ import time
 
 import uvloop
 
-from gateway import config
-from gateway.app import gateway
+from gateway import config, lifecycle
 from gateway.server import HttpProtocol
 
 log = logging.getLogger("gateway.processes")
@@ -34,7 +33,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 async def run_process(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     connections: set = set()
-    await gateway.startup()
+    grpc_server = await lifecycle.startup()
     server = await loop.create_server(lambda: HttpProtocol(connections), sock=sock, backlog=2048)
     stop = asyncio.Event()
     for signum in STOP_SIGNALS:
@@ -48,7 +47,7 @@ async def run_process(sock: socket.socket) -> None:
         await asyncio.sleep(0.05)
     for connection in list(connections):
         connection.transport.close()
-    await gateway.shutdown()
+    await lifecycle.shutdown(grpc_server)
 
 
 async def close_idle(connections: set) -> None:

@@ -1,6 +1,6 @@
 """The gateway's own HTTP/1.1 server: asyncio protocols, httptools, uvloop.
 
-It serves `gateway.app.process` and does little else: keep-alive connections, requests
+It serves `gateway.http_api.process` and does little else: keep-alive connections, requests
 answered in order (pipelining allowed), bodies bounded by GATEWAY_MAX_BODY_BYTES. Two
 things an ASGI server cannot do are why it exists (measured with `make bench-gateway`):
 - a response leaves in one write (status line, headers and body), where an ASGI server
@@ -18,7 +18,9 @@ import uuid
 import httptools
 
 from gateway import config
-from gateway.app import GatewayError, error_response, gateway, process, unrecorded
+from gateway.core import core
+from gateway.errors import GatewayError, internal_error
+from gateway.http_api import error_response, process, unrecorded_answer
 
 log = logging.getLogger("gateway.server")
 REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
@@ -41,31 +43,40 @@ class StopParsing(Exception):
     """Raised from a parser callback once the request is refused: httptools stops there."""
 
 
+class Request:
+    """A request read off a connection, queued to be answered in order; `refusal`, when
+    set, is answered in its place (the request broke a limit)."""
+
+    __slots__ = ("method", "path", "headers", "body", "refusal", "keep_alive")
+
+    def __init__(self, method: str, path: str, headers: list, body: bytes, refusal: GatewayError | None,
+                 keep_alive: bool):
+        self.method, self.path, self.headers, self.body = method, path, headers, body
+        self.refusal, self.keep_alive = refusal, keep_alive
+
+
 def payload_too_large() -> GatewayError:
-    return GatewayError(413, "payload_too_large", f"The request body exceeds the {config.MAX_BODY_BYTES} byte limit.")
+    return GatewayError(f"The request body exceeds the {config.MAX_BODY_BYTES} byte limit.", code="payload_too_large")
 
 
 def request_line_too_long() -> GatewayError:
-    return GatewayError(414, "request_line_too_long",
-                        f"The request line (method, target and version) exceeds the {config.MAX_REQUEST_LINE_BYTES} "
-                        "byte limit; send long parameters in the body.")
+    return GatewayError(f"The request line (method, target and version) exceeds the {config.MAX_REQUEST_LINE_BYTES} "
+                        "byte limit; send long parameters in the body.", code="request_line_too_long")
 
 
 def header_fields_too_large() -> GatewayError:
-    return GatewayError(431, "header_fields_too_large",
-                        f"The request's header fields exceed the {config.MAX_HEADER_BYTES} byte limit, all of them "
-                        "together or any one alone.")
+    return GatewayError(f"The request's header fields exceed the {config.MAX_HEADER_BYTES} byte limit, all of them "
+                        "together or any one alone.", code="header_fields_too_large")
 
 
 def too_many_headers() -> GatewayError:
-    return GatewayError(431, "too_many_headers",
-                        f"The request has more header fields than the limit of {config.MAX_HEADERS}.")
+    return GatewayError(f"The request has more header fields than the limit of {config.MAX_HEADERS}.",
+                        code="too_many_headers")
 
 
 def header_timeout() -> GatewayError:
-    return GatewayError(408, "header_timeout",
-                        f"The request's headers were not complete within {config.HEADER_TIMEOUT_S:g} s of its first "
-                        "byte; send the request line and headers at once.")
+    return GatewayError(f"The request's headers were not complete within {config.HEADER_TIMEOUT_S:g} s of its first "
+                        "byte; send the request line and headers at once.", code="header_timeout")
 
 
 def response_bytes(status: int, headers: list, body: bytes, keep_alive: bool) -> bytes:
@@ -185,10 +196,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self):
         parsed = httptools.parse_url(self.url)
-        request = (self.parser.get_method().decode("latin-1"), parsed.path.decode("latin-1"), self.headers,
-                   b"".join(self.body) if len(self.body) != 1 else self.body[0],
-                   payload_too_large() if self.too_large else None, self.parser.should_keep_alive())
-        self._enqueue(request)
+        self._enqueue(Request(self.parser.get_method().decode("latin-1"), parsed.path.decode("latin-1"), self.headers,
+                              b"".join(self.body) if len(self.body) != 1 else self.body[0],
+                              payload_too_large() if self.too_large else None, self.parser.should_keep_alive()))
 
     # limits on the head
 
@@ -216,11 +226,11 @@ class HttpProtocol(asyncio.Protocol):
         if self.header_timer is not None:
             self.header_timer.cancel()
             self.header_timer = None
-        self._enqueue(("", "", [], b"", exc, False))
+        self._enqueue(Request("", "", [], b"", exc, False))
 
     # serving
 
-    def _enqueue(self, request: tuple) -> None:
+    def _enqueue(self, request: Request) -> None:
         self.queue.append(request)
         if len(self.queue) > MAX_QUEUED:
             self.transport.pause_reading()
@@ -231,24 +241,24 @@ class HttpProtocol(asyncio.Protocol):
     async def _serve_queue(self) -> None:
         try:
             while self.queue and not self.closing:
-                method, path, headers, body, refusal, keep_alive = self.queue.pop(0)
+                request = self.queue.pop(0)
                 if len(self.queue) == MAX_QUEUED:
                     self.transport.resume_reading()
-                await self._serve(method, path, headers, body, refusal, keep_alive)
+                await self._serve(request)
         finally:
             self.busy = False
 
-    async def _serve(self, method, path, headers, body, refusal, keep_alive) -> None:
+    async def _serve(self, request: Request) -> None:
         request_id = str(uuid.uuid4()).encode()
-        if refusal is not None:
-            status, payload, response_headers = error_response(refusal, request_id)
+        if request.refusal is not None:
+            status, payload, response_headers = error_response(request.refusal, request_id)
             return self._write(response_bytes(status, response_headers, payload, False), False)
+        keep_alive = request.keep_alive
         try:
-            answer = await process(method, path, headers, body, request_id)
+            answer = await process(request.method, request.path, request.headers, request.body, request_id)
         except Exception:
             log.exception("request %s failed in the gateway", request_id.decode())
-            status, payload, response_headers = error_response(
-                GatewayError(500, "internal_error", "The gateway failed on this request; retry it."), request_id)
+            status, payload, response_headers = error_response(internal_error(), request_id)
             return self._write(response_bytes(status, response_headers, payload, False), False)
         if answer.completion is None:
             return self._write(response_bytes(answer.status, answer.headers, answer.body, keep_alive), keep_alive)
@@ -256,12 +266,12 @@ class HttpProtocol(asyncio.Protocol):
         written = asyncio.get_running_loop().create_future()
 
         def after_record(recorded: bool) -> None:
-            final = answer if recorded else unrecorded(request_id)
+            final = answer if recorded else unrecorded_answer(request_id)
             self._write(response_bytes(final.status, final.headers, final.body, keep_alive), keep_alive)
             written.set_result(None)
 
         # The response is written by the callback that writes its usage record to Redis.
-        gateway.admission.finish_then(*answer.completion, after_record)
+        core.admission.finish_then(answer.completion, after_record)
         await written
 
     def _write(self, data: bytes, keep_alive: bool) -> None:
@@ -280,5 +290,5 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.close()
 
     def _fail(self, status: int, message: str) -> None:
-        self._refuse(GatewayError(status, "invalid_request", message))
+        self._refuse(GatewayError(message, code="invalid_request", status=status))
 

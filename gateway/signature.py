@@ -107,7 +107,7 @@ class Signature:
             raise InvalidRequest(f"Input '{spec.name}' has shape {_shape_text(dims)} (rank {len(dims)}); the "
                                  f"request's shape {_shape_text(shape)} has rank {len(shape)}.")
         count = 1
-        for axis, (want, got) in enumerate(zip(dims, shape)):
+        for axis, (want, got) in enumerate(zip(dims, shape, strict=True)):
             if got < 0:
                 raise InvalidRequest(f"Dimension {axis} of input '{spec.name}' is negative ({got}).")
             if want != -1 and got != want:

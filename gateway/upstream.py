@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.errors import Unreached
+
 # The response headers the gateway passes on.
 CONTENT_TYPE = b"content-type"
 HEADER_LENGTH = b"inference-header-content-length"
@@ -20,13 +22,9 @@ _JOIN_LIMIT = 64 * 1024
 
 
 class UpstreamError(Exception):
-    """Triton did not answer: refused, reset, malformed or timed out."""
-
-    def __init__(self, message: str, *, unsent: bool = False):
-        super().__init__(message)
-        # The server closed the connection before any byte of an answer: on a reused
-        # keep-alive connection that means the request was never processed.
-        self.unsent = unsent
+    """Triton did not answer: reset, malformed or timed out. A server that refused the
+    connection, or closed it before any byte of an answer (on a reused keep-alive
+    connection that means the request was never processed), raises Unreached instead."""
 
 
 class UpstreamResponse:
@@ -66,8 +64,8 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self in self.idle:
             self.idle.remove(self)
-        self._fail(UpstreamError(f"the inference server closed the connection{f': {exc}' if exc else ''}",
-                                 unsent=not self.answered))
+        error = Unreached if not self.answered else UpstreamError
+        self._fail(error(f"the inference server closed the connection{f': {exc}' if exc else ''}"))
 
     # httptools callbacks
 
@@ -137,13 +135,14 @@ class UpstreamPool:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(lambda: _Connection(idle), host, port)
         except (OSError, TimeoutError) as exc:
-            raise UpstreamError(f"cannot connect to the inference server at {base_url}: "
-                                f"{exc or type(exc).__name__}", unsent=True) from None
+            raise Unreached(f"cannot connect to the inference server at {base_url}: "
+                            f"{exc or type(exc).__name__}") from None
         return conn
 
-    async def request(self, method: str, base_url: str, path: str, headers: bytes = b"",
+    async def request(self, base_url: str, method: str, path: str, headers: bytes = b"",
                       body: bytes = b"") -> UpstreamResponse:
-        """Send one request; `headers` are complete header lines (`Name: value\\r\\n`)."""
+        """Send one request; `headers` are complete header lines (`Name: value\\r\\n`).
+        Raises Unreached when the server was not reached, UpstreamError when it did not answer."""
         host, port, host_line = self._server(base_url)
         idle = self.idle.get(base_url)
         if idle is None:
@@ -156,10 +155,8 @@ class UpstreamPool:
                 continue
             try:
                 return await self._exchange(conn, request, body, idle)
-            except UpstreamError as exc:
-                # A kept-alive connection the server had dropped: send once more on another.
-                if not exc.unsent:
-                    raise
+            except Unreached:
+                pass  # a kept-alive connection the server had dropped: send once more on another
         conn = await self._connect(base_url, host, port, idle)
         return await self._exchange(conn, request, body, idle)
 

@@ -17,4 +17,4 @@ def usage_event_pack(values) -> str:
 def usage_event_unpack(fields: dict) -> dict:
     """A stream entry's fields as {name: value}; an entry not in this format gives {}
     or a dict without "rid", which the consumer discards."""
-    return dict(zip(EVENT_FIELDS, fields.get(EVENT_FIELD, "").split(SEPARATOR)))
+    return dict(zip(EVENT_FIELDS, fields.get(EVENT_FIELD, "").split(SEPARATOR), strict=False))

@@ -125,7 +125,7 @@ def test_bad_input_is_400_with_the_reason_and_metered(stack, acme, digits_deploy
     assert status == 400
     error = json.loads(payload)
     assert error["code"] == "invalid_input" and message in error["error"], error
-    assert "t%d--" % acme.pk not in error["error"], "the namespaced Triton name must not leak"
+    assert f"t{acme.pk}--" not in error["error"], "the namespaced Triton name must not leak"
     [event] = wait_usage(acme, 1)
     assert (event.status, event.api_key_id, event.deployment_id, event.bytes_in, event.bytes_out) == (
         400, api_key.pk, digits_deployment.pk, len(body), len(payload))
@@ -284,7 +284,7 @@ def test_a_route_to_a_model_triton_lacks_is_503_retry(stack, acme):
     write_route(acme, "stale", http_url=stack.triton_url)
     status, headers, body = call(stack, "/v2/models/stale/infer", key=raw, body=infer_body())
     assert (status, json.loads(body)["code"], headers.get("Retry-After")) == (503, "not_ready", "2")
-    assert "t%d--" % acme.pk not in json.loads(body)["error"]
+    assert f"t{acme.pk}--" not in json.loads(body)["error"]
 
 
 @pytest.mark.parametrize(

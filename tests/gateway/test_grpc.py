@@ -3,6 +3,7 @@ gRPC stubs against a real stack, with the same keys, quotas and metering as HTTP
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -187,7 +188,7 @@ def test_bad_input_is_invalid_argument_in_the_callers_names_and_metered(stack, a
     api_key, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
     answer = rpc(gateway_stub, "ModelInfer", infer_request(**fault), bearer(raw))
     assert answer.code == Code.INVALID_ARGUMENT and message in answer.details, answer.details
-    assert "t%d--" % acme.pk not in answer.details, "the namespaced Triton name must not leak"
+    assert f"t{acme.pk}--" not in answer.details, "the namespaced Triton name must not leak"
     [event] = wait_usage(acme, 1)
     assert (event.status, event.api_key_id, event.deployment_id, event.protocol, event.compute_ms) == (
         400, api_key.pk, digits_deployment.pk, "grpc", 0)
@@ -343,6 +344,55 @@ def test_a_caller_that_gives_up_is_metered_499_and_frees_its_slot(stack, acme, d
     assert rpc(gateway_stub, "ModelInfer", infer_request(), bearer(raw)).code == Code.OK
     events = wait_usage(acme, 2)
     assert sorted((e.deployment_name, e.status) for e in events) == [("digits", 200), ("silent", 499)]
+
+
+class StalledUpstream(grpc.GenericRpcHandler):
+    """A gRPC server that takes every call and answers none until the test ends."""
+
+    def __init__(self):
+        self.calls = 0
+        self.released = threading.Event()
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers((self,))
+        self.address = f"127.0.0.1:{self.server.add_insecure_port('127.0.0.1:0')}"
+        self.server.start()
+
+    def service(self, handler_call_details):
+        return grpc.unary_unary_rpc_method_handler(self.stall)
+
+    def stall(self, request, context):
+        self.calls += 1
+        self.released.wait(30)
+        context.abort(Code.UNAVAILABLE, "released")
+
+
+@pytest.fixture
+def stalled_upstream():
+    upstream = StalledUpstream()
+    yield upstream
+    upstream.released.set()
+    upstream.server.stop(0)
+
+
+def test_grpc_requests_in_flight_count_against_their_replica(stack, acme, digits_deployment, gateway_stub,
+                                                              stalled_upstream):
+    """Replicas are chosen by the fewest requests outstanding, gRPC ones included: with a
+    request stuck on one replica, the next goes to the other."""
+    _, raw = api_key_create(tenant=acme, label="k", scopes=["infer"])
+    live = f"127.0.0.1:{stack.triton_grpc_port}"
+    write_route(acme, "digits", deployment_id=str(digits_deployment.pk), triton_model=digits_deployment.triton_name,
+                grpc_url=f"{stalled_upstream.address} {live}")
+    stuck = gateway_stub.ModelInfer.future(infer_request(), metadata=bearer(raw), timeout=30)
+    deadline = time.monotonic() + 10
+    while stalled_upstream.calls == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stalled_upstream.calls == 1
+    answer = rpc(gateway_stub, "ModelInfer", infer_request(), bearer(raw), timeout=5)
+    assert (answer.code, answer.details) == (Code.OK, "")
+    assert stalled_upstream.calls == 1 and not stuck.done()
+    stuck.cancel()
+    events = wait_usage(acme, 2)
+    assert sorted(e.status for e in events) == [200, 499]
 
 
 def test_server_endpoints_answer_without_a_key(stack, gateway_stub):

@@ -133,7 +133,8 @@ def test_invalid_json_requests_name_the_input_and_the_fault(body, message):
 
 @pytest.mark.parametrize("tensors, message", [
     ([({"name": "ids", "datatype": "INT8", "shape": [3, 1], "data": [1, 2, 300]},),
-      ({"name": "mask", "datatype": "BOOL", "shape": [1], "data": [True]},)], "300 is not a whole number from -128 to 127"),
+      ({"name": "mask", "datatype": "BOOL", "shape": [1], "data": [True]},)],
+     "300 is not a whole number from -128 to 127"),
     ([({"name": "ids", "datatype": "INT8", "shape": [3, 1], "data": [1, 2, 3.0]},),
       ({"name": "mask", "datatype": "BOOL", "shape": [1], "data": [True]},)], "3.0 is not a whole number"),
     ([({"name": "ids", "datatype": "INT8", "shape": [3, 1], "data": [1, 2, 3]},),
@@ -150,16 +151,16 @@ def test_invalid_values_and_missing_inputs_are_refused(tensors, message):
 
 def test_binary_tensors_are_checked_against_their_declared_sizes():
     data = np.ones((2, 64), dtype=np.float32).tobytes()
-    good, length = binary_body([(x((2, 64), parameters={"binary_data_size": len(data)}), data)])
-    DIGITS.check_http(good, length, LIMIT)
+    good, good_length = binary_body([(x((2, 64), parameters={"binary_data_size": len(data)}), data)])
+    DIGITS.check_http(good, good_length, LIMIT)
     for body, length, message in [
         # binary_data_size lies about the shape.
         (*binary_body([(x((1000000000, 64), parameters={"binary_data_size": len(data)}), data)]), "batch size"),
         (*binary_body([(x((2, 64), parameters={"binary_data_size": 4}), data[:4])]), "needs 512 bytes"),
         (*binary_body([(x((2, 64), parameters={"binary_data_size": "512"}), data)]), "binary_data_size '512'"),
         # The body holds more (or less) than the inputs declare.
-        (good + b"\0" * 4, length, "binary tensor data is 516 bytes"),
-        (good[:-4], length, "binary tensor data is 508 bytes"),
+        (good + b"\0" * 4, good_length, "binary tensor data is 516 bytes"),
+        (good[:-4], good_length, "binary tensor data is 508 bytes"),
         (*binary_body([(x((2, 64), parameters={"binary_data_size": 512}, data=[0.0] * 128), data)]),
          "both data and binary_data_size"),
     ]:

@@ -26,28 +26,36 @@
 -- milliseconds of Redis's clock); finish.lua adds the upstream time (us).
 -- Nothing is written unless the request is admitted; a refusal consumes nothing.
 
+local key_entry = KEYS[1]
+local name = ARGV[1]
+local body_size = tonumber(ARGV[2])
+local request_id = ARGV[3]
+local lease_ttl = tonumber(ARGV[4]) * 1000
+local is_infer = ARGV[5] == '1'
+local wake_marker_ms = ARGV[6]
+
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 
-local key = redis.call('HMGET', KEYS[1], 'tenant_id', 'key_id', 'scopes', 'revoked')
-if not key[1] then
+local key = redis.call('HMGET', key_entry, 'tenant_id', 'key_id', 'scopes', 'revoked')
+local tenant, key_id, key_scopes, revoked = key[1], key[2], key[3], key[4]
+if not tenant then
   return {401, 'unauthenticated', 'Unknown API key.'}
 end
-if key[4] == '1' then
+if revoked == '1' then
   return {401, 'unauthenticated', 'This API key has been revoked.'}
 end
-if not string.find(',' .. (key[3] or '') .. ',', ',infer,', 1, true) then
+if not string.find(',' .. (key_scopes or '') .. ',', ',infer,', 1, true) then
   return {403, 'permission_denied', "This API key lacks the 'infer' scope."}
 end
-local tenant, key_id = key[1], key[2]
-local name = ARGV[1]
 local route = redis.call('HMGET', 'gw:route:' .. tenant .. ':' .. name,
   'deployment_id', 'model_version_id', 'triton_model', 'state', 'http_url', 'grpc_url', 'error', 'sig')
+local deployment_id, route_state = route[1], route[4]
 
 local scopes = {'t:' .. tenant, 'k:' .. key_id}
 local labels = {'tenant', 'key'}
-if route[1] then
-  scopes[3] = 'd:' .. route[1]
+if deployment_id then
+  scopes[3] = 'd:' .. deployment_id
   labels[3] = 'deployment'
 end
 
@@ -62,18 +70,17 @@ local month = mp < 10 and mp + 3 or mp - 9
 local year = yoe + era * 400 + (month <= 2 and 1 or 0)
 local period = string.format('%04d%02d', year, month)
 
-local body_size = tonumber(ARGV[2])
-local lease_ttl = tonumber(ARGV[4]) * 1000
-local is_infer = ARGV[5] == '1'
 local limits, inflight, flags = {}, {}, {}
 
+-- A scope's limits, in the order HMGET reads them from its entry.
+local RATE, BURST, CONC, MREQ, MREQ_SOFT, MCS, MCS_SOFT, PAYLOAD = 1, 2, 3, 4, 5, 6, 7, 8
 for i, scope in ipairs(scopes) do
   local l = redis.call('HMGET', 'gw:lim:' .. scope, 'rate', 'burst', 'conc', 'mreq', 'mreq_soft', 'mcs', 'mcs_soft',
     'payload')
   limits[i] = l
-  if l[8] and body_size > tonumber(l[8]) then
+  if l[PAYLOAD] and body_size > tonumber(l[PAYLOAD]) then
     return {413, 'payload_too_large', 'The request body (' .. body_size .. ' bytes) exceeds the ' .. labels[i] ..
-      ' limit of ' .. l[8] .. ' bytes.'}
+      ' limit of ' .. l[PAYLOAD] .. ' bytes.'}
   end
 end
 
@@ -86,29 +93,29 @@ local now_s = string.format('%.0f', now)
 local inflight_key, leased = {}, {}
 for i, scope in ipairs(scopes) do
   local l = limits[i]
-  if i == 1 or l[3] or l[4] then
+  if i == 1 or l[CONC] or l[MREQ] then
     inflight_key[i] = 'gw:inflight:' .. scope
     leased[#leased + 1] = scope
     inflight[i] = redis.call('ZCOUNT', inflight_key[i], '(' .. now_s, '+inf')
   else
     inflight[i] = 0
   end
-  if is_infer and (l[4] or l[6]) then
+  if is_infer and (l[MREQ] or l[MCS]) then
     local used = redis.call('HMGET', 'gw:use:' .. scope .. ':' .. period, 'req', 'cus')
     local req, cus = tonumber(used[1] or '0'), tonumber(used[2] or '0')
-    if l[4] and req + inflight[i] >= tonumber(l[4]) then
-      if l[5] == '1' then
+    if l[MREQ] and req + inflight[i] >= tonumber(l[MREQ]) then
+      if l[MREQ_SOFT] == '1' then
         flags[#flags + 1] = labels[i] .. '_monthly_requests'
       else
-        return {429, 'insufficient_quota', 'The ' .. labels[i] .. ' has used its ' .. l[4] ..
+        return {429, 'insufficient_quota', 'The ' .. labels[i] .. ' has used its ' .. l[MREQ] ..
           ' requests for this month.', 'budget'}
       end
     end
-    if l[6] and cus >= tonumber(l[6]) * 1000000 then
-      if l[7] == '1' then
+    if l[MCS] and cus >= tonumber(l[MCS]) * 1000000 then
+      if l[MCS_SOFT] == '1' then
         flags[#flags + 1] = labels[i] .. '_monthly_compute'
       else
-        return {429, 'insufficient_quota', 'The ' .. labels[i] .. ' has used its ' .. l[6] ..
+        return {429, 'insufficient_quota', 'The ' .. labels[i] .. ' has used its ' .. l[MCS] ..
           ' compute seconds for this month.', 'budget'}
       end
     end
@@ -122,10 +129,10 @@ local tight_limit, tight_remaining, tight_reset = nil, nil, nil
 local refused_wait, refused_label = nil, nil
 for i, scope in ipairs(scopes) do
   local l = limits[i]
-  if l[1] then
-    local rate = tonumber(l[1])
+  if l[RATE] then
+    local rate = tonumber(l[RATE])
     local interval = 1000000 / rate
-    local burst = tonumber(l[2] or '0')
+    local burst = tonumber(l[BURST] or '0')
     if burst < 1 then burst = math.max(1, math.floor(rate)) end
     local capacity = burst * interval
     local tat = tonumber(redis.call('GET', 'gw:rate:' .. scope) or '0')
@@ -159,7 +166,7 @@ if refused_wait then
 end
 
 for i, scope in ipairs(scopes) do
-  local conc = limits[i][3]
+  local conc = limits[i][CONC]
   if conc and inflight[i] >= tonumber(conc) then
     return {429, 'concurrency_limit', 'The ' .. labels[i] .. ' already has ' .. inflight[i] ..
       ' requests in flight, its limit.', 'concurrency', '1000'}
@@ -173,19 +180,19 @@ for i, scope in ipairs(scopes) do
       string.format('%.0f', math.ceil((new_tat[i] - now) / 1000) + 1000))
   end
   if inflight_key[i] then
-    redis.call('ZADD', inflight_key[i], string.format('%.0f', now + lease_ttl), ARGV[3])
+    redis.call('ZADD', inflight_key[i], string.format('%.0f', now + lease_ttl), request_id)
   end
 end
 
 local wake = '0'
-if route[1] then
+if deployment_id then
   if is_infer then
-    local act = 'gw:act:' .. route[1]
+    local act = 'gw:act:' .. deployment_id
     local ms = string.format('%.0f', math.floor(now / 1000))
     redis.call('HSETNX', act, 'f', ms)
     redis.call('HSET', act, 'l', ms)
   end
-  if route[4] == 'cold' and redis.call('SET', 'gw:wake:' .. route[1], '1', 'NX', 'PX', ARGV[6]) then
+  if route_state == 'cold' and redis.call('SET', 'gw:wake:' .. deployment_id, '1', 'NX', 'PX', wake_marker_ms) then
     wake = '1'
   end
 end

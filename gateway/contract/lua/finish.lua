@@ -8,22 +8,31 @@
 -- ARGV[4]  "1" when the request is billable (a successful inference)
 -- ARGV[5]  its compute time in microseconds
 -- ARGV[6]  the month (yyyymm) admit.lua checked its budgets against: it counts there
--- ARGV[7]  the usage event, packed (gateway/admission.py EVENT_FIELDS)
+-- ARGV[7]  the usage event, packed (gateway/contract/usage.py EVENT_FIELDS)
 -- ARGV[8]  the deployment id ("" when none): its activity record gets the compute time
 
-for scope in string.gmatch(ARGV[2], '[^,]+') do
-  redis.call('ZREM', 'gw:inflight:' .. scope, ARGV[1])
+local request_id = ARGV[1]
+local leased_scopes = ARGV[2]
+local scopes = ARGV[3]
+local billable = ARGV[4] == '1'
+local compute_us = ARGV[5]
+local period = ARGV[6]
+local event = ARGV[7]
+local deployment_id = ARGV[8]
+
+for scope in string.gmatch(leased_scopes, '[^,]+') do
+  redis.call('ZREM', 'gw:inflight:' .. scope, request_id)
 end
-if ARGV[4] == '1' then
-  for scope in string.gmatch(ARGV[3], '[^,]+') do
-    local used = 'gw:use:' .. scope .. ':' .. ARGV[6]
+if billable then
+  for scope in string.gmatch(scopes, '[^,]+') do
+    local used = 'gw:use:' .. scope .. ':' .. period
     if redis.call('HINCRBY', used, 'req', 1) == 1 then
       redis.call('EXPIRE', used, 3456000)
     end
-    redis.call('HINCRBY', used, 'cus', ARGV[5])
+    redis.call('HINCRBY', used, 'cus', compute_us)
   end
-  if ARGV[8] ~= '' then
-    redis.call('HINCRBY', 'gw:act:' .. ARGV[8], 'us', ARGV[5])
+  if deployment_id ~= '' then
+    redis.call('HINCRBY', 'gw:act:' .. deployment_id, 'us', compute_us)
   end
 end
-return redis.call('XADD', 'usage:events', '*', 'e', ARGV[7])
+return redis.call('XADD', 'usage:events', '*', 'e', event)

@@ -4,12 +4,15 @@
 -- ARGV[1]  lease lifetime in milliseconds
 -- ARGV[2], ARGV[3], ...  pairs of (scopes holding its leases, comma-separated; request id)
 
+local lease_ms = tonumber(ARGV[1])
+
 local time = redis.call('TIME')
-local expiry = string.format('%.0f', tonumber(time[1]) * 1000000 + tonumber(time[2]) + tonumber(ARGV[1]) * 1000)
+local expiry = string.format('%.0f', tonumber(time[1]) * 1000000 + tonumber(time[2]) + lease_ms * 1000)
 local renewed = 0
 for i = 2, #ARGV, 2 do
-  for scope in string.gmatch(ARGV[i], '[^,]+') do
-    renewed = renewed + redis.call('ZADD', 'gw:inflight:' .. scope, 'XX', 'CH', expiry, ARGV[i + 1])
+  local leased_scopes, request_id = ARGV[i], ARGV[i + 1]
+  for scope in string.gmatch(leased_scopes, '[^,]+') do
+    renewed = renewed + redis.call('ZADD', 'gw:inflight:' .. scope, 'XX', 'CH', expiry, request_id)
   end
 end
 return renewed
