@@ -29,7 +29,8 @@ class UsageEventSerializer(serializers.ModelSerializer):
 
 
 class UsageListQuerySerializer(serializers.Serializer):
-    deployment = serializers.CharField(required=False, allow_blank=True, help_text="Only requests to this deployment name")
+    deployment = serializers.CharField(required=False, allow_blank=True,
+                                       help_text="Only requests to this deployment name")
 
 
 class DeploymentUsageSerializer(serializers.Serializer):

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from django.db import OperationalError, connection, transaction
@@ -62,7 +62,7 @@ def _row(fields: dict) -> UsageEvent | None:
             flags=fields.get("flags", "")[:200],
             bytes_in=int(fields.get("bin") or 0),
             bytes_out=int(fields.get("bout") or 0),
-            occurred_at=datetime.fromtimestamp(float(fields["ts"]), tz=timezone.utc),
+            occurred_at=datetime.fromtimestamp(float(fields["ts"]), tz=UTC),
         )
     except (KeyError, ValueError) as exc:
         log.error("dropping malformed usage entry %r: %s", fields, exc)

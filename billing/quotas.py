@@ -4,7 +4,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from billing.models import UsageEvent
-from gateway.contract.keys import USE_PREFIX
+from gateway.contract.keys import use_counter_name
 from gateway.contract.scripts import lua_source
 from graph_editor.models import MLModel
 from tenants.directory import redis_client
@@ -64,6 +64,6 @@ def quota_counters_restore() -> int:
     for column, prefix in (("tenant_id", "t"), ("deployment_id", "d"), ("api_key_id", "k")):
         for row in billable.exclude(**{f"{column}__isnull": True}).values(column).annotate(
                 req=Count("id"), compute=Sum("compute_ms")):
-            name = f"{USE_PREFIX}{prefix}:{row[column]}:{month}"
+            name = use_counter_name(f"{prefix}:{row[column]}", month)
             restored += r.eval(lua_source("counter_restore"), 1, name, row["req"], int((row["compute"] or 0) * 1000))
     return restored

@@ -1,17 +1,33 @@
-"""What every tenant-scoped REST view shares: the tenant the request acts for, the
-documented error responses, and query strings read strictly (a value that is not what
-the schema says is a 400, never silently the default)."""
+"""What every tenant-scoped REST view shares: the tenant the request acts for, who the
+audit log records as acting, the documented error responses, and query strings read
+strictly (a value that is not what the schema says is a 400, never silently the default)."""
 import re
+from contextlib import ExitStack
 
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import pagination, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.views import APIView
 
+from tenants.audit import audit_acting
+from tenants.models import ApiKey, Surface
 from tenants.permissions import request_tenant
 
 
 class TenantAPIView(APIView):
+    """A view acting for one tenant. Changes it makes are recorded as made through the
+    API by the caller DRF authenticated: the signed-in user, or the API key."""
+
+    def dispatch(self, request, *args, **kwargs):
+        with ExitStack() as self._audit_scope:
+            return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # Authenticated (and allowed) by now; the key is known only from here on.
+        api_key = request.auth if isinstance(request.auth, ApiKey) else None
+        self._audit_scope.enter_context(audit_acting(surface=Surface.API, user=request.user, api_key=api_key))
+
     @property
     def tenant(self):
         return request_tenant(self.request)

@@ -10,16 +10,11 @@ from graph_editor.api import (
 )
 from portal.api_errors import api_not_found
 from tenants.api import ApiKeyListView, ApiKeyRevokeView, TenantView
-from tenants.api_quotas import (
-    DeploymentLimitsView,
-    KeyLimitsView,
-    PlanDetailView,
-    PlanListView,
-    QuotaDetailView,
-    QuotaListView,
-    QuotaOverviewView,
-    TenantPlanView,
-)
+from tenants.api_audit import AuditLogListView
+from tenants.api_quotas.overview import QuotaOverviewView
+from tenants.api_quotas.plans import PlanDetailView, PlanListView, TenantPlanView
+from tenants.api_quotas.quotas import QuotaDetailView, QuotaListView
+from tenants.api_quotas.scope_limits import DeploymentLimitsView, KeyLimitsView
 from workers.api import DeploymentDetailView, DeploymentListView, DeploymentUnloadView
 
 urlpatterns = [
@@ -39,6 +34,7 @@ urlpatterns = [
     path("usage", UsageListView.as_view(), name="api-usage"),
     path("usage/summary", UsageSummaryView.as_view(), name="api-usage-summary"),
     path("usage/timeseries", UsageTimeseriesView.as_view(), name="api-usage-timeseries"),
+    path("audit-log", AuditLogListView.as_view(), name="api-audit-log"),
     # Platform staff only.
     path("admin/plans", PlanListView.as_view(), name="api-admin-plans"),
     path("admin/plans/<int:plan_id>", PlanDetailView.as_view(), name="api-admin-plan"),

@@ -47,6 +47,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantMiddleware",
+    "tenants.middleware.AuditSurfaceMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -179,7 +180,7 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "platform@localhost")
 
 # Memory share of a deployment's instance: what its runner may allocate beyond what it holds
-# once loaded (workers.services._config documents the rule): the instance's placement
+# once loaded (workers.services.triton_config documents the rule): the instance's placement
 # reservation times the headroom, never less than the floor in MB (both 0: no share).
 DEPLOYMENT_MEMORY_SHARE_MB = int(os.environ.get("DEPLOYMENT_MEMORY_SHARE_MB", 1024))
 DEPLOYMENT_MEMORY_HEADROOM = float(os.environ.get("DEPLOYMENT_MEMORY_HEADROOM", 4))

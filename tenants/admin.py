@@ -51,7 +51,7 @@ class ServiceErrorsAsFormErrors:
 
         class WithServiceError(form):
             def clean(self):
-                cleaned = super().clean()
+                super().clean()
                 raise ValidationError(error)
 
         return WithServiceError
@@ -377,3 +377,4 @@ class QuotaAdmin(ServiceErrorsAsFormErrors, admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for quota in queryset:
             quota_clear(quota=quota)
+from tenants import admin_audit  # noqa: E402, F401 (importing it registers the audit log admin)

@@ -20,11 +20,13 @@ class Actor:
     api_key: object = None
 
 
-_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("audit_actor", default=Actor())
+SYSTEM = Actor()
+_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
 
 
 def audit_actor() -> Actor:
-    return _actor.get()
+    """Who is acting now: the surface's actor inside `audit_acting`, else the system."""
+    return _actor.get() or SYSTEM
 
 
 @contextmanager
@@ -64,3 +66,18 @@ def audit_record(*, event_type: str, target, old: dict | None = None, new: dict 
         event_type=event_type, object_type=target._meta.model_name.replace("apikey", "api_key"),
         object_id=target.pk, object_repr=str(target)[:200], old_value=old, new_value=new,
     )
+
+
+def audit_log_list(*, tenant, event_type: str | None = None, object_type: str | None = None, since=None,
+                   until=None):
+    """The tenant's own log, newest first; `since` and `until` bound occurred_at (inclusive)."""
+    rows = AuditLog.objects.for_tenant(tenant).select_related("acting_user", "acting_api_key")
+    if event_type:
+        rows = rows.filter(event_type=event_type)
+    if object_type:
+        rows = rows.filter(object_type=object_type)
+    if since is not None:
+        rows = rows.filter(occurred_at__gte=since)
+    if until is not None:
+        rows = rows.filter(occurred_at__lte=until)
+    return rows.order_by("-occurred_at", "-id")

@@ -106,8 +106,9 @@ class Enforcement(models.TextChoices):
 
 
 # Limits a deployment or a key can carry; plans and tenants carry the deploy-time ones too.
-REQUEST_LIMITS = ("rate_per_second", "rate_burst", "max_concurrency", "monthly_requests", "monthly_requests_enforcement",
-                  "monthly_compute_seconds", "monthly_compute_enforcement", "max_payload_bytes")
+REQUEST_LIMITS = ("rate_per_second", "rate_burst", "max_concurrency", "monthly_requests",
+                  "monthly_requests_enforcement", "monthly_compute_seconds", "monthly_compute_enforcement",
+                  "max_payload_bytes")
 DEPLOY_LIMITS = ("max_models", "max_deployments", "max_instances", "max_model_memory_mb", "allowed_hardware",
                  "max_batch_size")
 

@@ -6,8 +6,10 @@ from django.utils import timezone
 
 from gateway.contract.errors import NotFound, PlatformError
 from gateway.contract.hashing import hash_api_key
+from tenants.audit import audit_record
 from tenants.directory import directory_put_api_key
 from tenants.models import ApiKey, Membership, Role, Scope, Tenant
+from tenants.signals import tenant_created
 
 User = get_user_model()
 
@@ -15,14 +17,13 @@ KEY_PREFIX_LEN = 8
 
 
 def tenant_create(*, name: str, slug: str, plan=None) -> Tenant:
-    """A tenant on `plan` (empty: the default plan), its limits published to the gateway."""
-    from tenants.quotas import tenant_limits_publish
-
+    """A tenant on `plan` (empty: the default plan). Its limits reach the gateway once it
+    commits: tenants.quotas answers tenant_created."""
     with transaction.atomic():
         tenant = Tenant(name=name, slug=slug, plan=plan)
         tenant.full_clean()
         tenant.save()
-        tenant_limits_publish(tenant=tenant)
+        tenant_created.send(sender=Tenant, tenant=tenant)
     return tenant
 
 
@@ -60,6 +61,7 @@ def api_key_create(*, tenant: Tenant, label: str, scopes: list[str], actor=None)
         )
         api_key.full_clean()
         api_key.save()
+        audit_record(event_type="api_key.created", target=api_key, new={"label": api_key.label, "scopes": scopes})
         transaction.on_commit(lambda: directory_put_api_key(api_key))
     return api_key, raw_key
 
@@ -72,6 +74,8 @@ def api_key_revoke(*, tenant: Tenant, key_id: int) -> ApiKey:
         if api_key.revoked_at is None:
             api_key.revoked_at = timezone.now()
             api_key.save(update_fields=["revoked_at"])
+            audit_record(event_type="api_key.revoked", target=api_key, old={"revoked_at": None},
+                         new={"revoked_at": api_key.revoked_at})
         transaction.on_commit(lambda: directory_put_api_key(api_key))
     return api_key
 

@@ -45,5 +45,6 @@ def revoke(request, key_id: int):
     except PlatformError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Revoked {api_key.label} ({api_key.prefix}…): calls with it are refused from now on.")
+        messages.success(request, f"Revoked {api_key.label} ({api_key.prefix}…): "
+                                  "calls with it are refused from now on.")
     return redirect("keys")

@@ -4,6 +4,7 @@ deployment settings on the deploy form."""
 import pytest
 from django.utils import timezone
 
+from gateway.contract.keys import use_counter_name
 from tenants.directory import redis_client
 from tenants.models import REQUEST_LIMITS, Quota
 from tenants.quotas import quota_set
@@ -18,7 +19,8 @@ pytestmark = pytest.mark.django_db
 def quota_objects(acme_objects, standard):  # noqa: F811
     """acme's objects, on the Standard plan, with some traffic counted this month."""
     month = f"{timezone.now():%Y%m}"
-    redis_client().hset(f"gw:use:t:{acme_objects['deployment'].tenant_id}:{month}", mapping={"req": 80, "cus": 1_500_000})
+    counter = use_counter_name(f"t:{acme_objects['deployment'].tenant_id}", month)
+    redis_client().hset(counter, mapping={"req": 80, "cus": 1_500_000})
     redis_client().hset(f"gw:use:d:{acme_objects['deployment'].pk}:{month}", mapping={"req": 30, "cus": 0})
     redis_client().hset(f"gw:use:k:{acme_objects['key'].pk}:{month}", mapping={"req": 50, "cus": 0})
     return acme_objects

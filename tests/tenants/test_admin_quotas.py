@@ -3,6 +3,7 @@ quota services (so the gateway's limits in Redis follow), and what the services 
 comes back as a form error, never a 500."""
 import pytest
 
+from gateway.contract.keys import limits_entry_name
 from graph_editor.services import model_version_upload
 from tenants.directory import redis_client
 from tenants.models import Plan, Quota, Tenant
@@ -17,7 +18,7 @@ ENFORCEMENT = {"monthly_requests_enforcement": "hard", "monthly_compute_enforcem
 
 
 def limits_in_redis(scope: str) -> dict:
-    return redis_client().hgetall(f"gw:lim:{scope}")
+    return redis_client().hgetall(limits_entry_name(scope))
 
 
 def form_data(page) -> dict:

@@ -22,6 +22,7 @@ PATHS = {
     "/api/v1/usage": {"get"},
     "/api/v1/usage/summary": {"get"},
     "/api/v1/usage/timeseries": {"get"},
+    "/api/v1/audit-log": {"get"},
     "/api/v1/admin/plans": {"get", "post"},
     "/api/v1/admin/plans/{plan_id}": {"get", "patch"},
     "/api/v1/admin/quotas": {"get", "post"},

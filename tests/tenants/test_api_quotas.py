@@ -5,6 +5,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from gateway.contract.keys import limits_entry_name, use_counter_name
 from graph_editor.services import model_version_upload
 from tenants.directory import redis_client
 from tenants.models import Plan, Quota
@@ -23,7 +24,7 @@ STANDARD = {"rate_per_second": 200.0, "rate_burst": 400, "max_concurrency": 64, 
 
 
 def limits_in_redis(scope: str) -> dict:
-    return redis_client().hgetall(f"gw:lim:{scope}")
+    return redis_client().hgetall(limits_entry_name(scope))
 
 
 @pytest.fixture
@@ -210,10 +211,10 @@ def test_quotas_at_every_level_are_created_changed_and_removed_and_redis_follows
                                                                                            acme, standard):
     deployment, api_key = objects["acme"]["deployment"], objects["acme"]["key"]
     created = {}
-    for level, target, limits, scope in [
-        ("tenant", acme.pk, {"max_concurrency": 10, "max_deployments": 2}, f"t:{acme.pk}"),
-        ("deployment", deployment.pk, {"rate_per_second": 5, "rate_burst": 10}, f"d:{deployment.pk}"),
-        ("key", api_key.pk, {"monthly_compute_seconds": 3.5, "monthly_compute_enforcement": "soft"}, f"k:{api_key.pk}"),
+    for level, target, limits in [
+        ("tenant", acme.pk, {"max_concurrency": 10, "max_deployments": 2}),
+        ("deployment", deployment.pk, {"rate_per_second": 5, "rate_burst": 10}),
+        ("key", api_key.pk, {"monthly_compute_seconds": 3.5, "monthly_compute_enforcement": "soft"}),
     ]:
         response = staff_client.post("/api/v1/admin/quotas", {"level": level, "target": target, "limits": limits},
                                      format="json")
@@ -302,7 +303,8 @@ def test_unknown_quotas_are_404(staff_client, standard):
 @pytest.mark.parametrize("who", ["alice", "carol", "key"])
 def test_owners_members_and_keys_read_the_overview(acme, alice, carol, objects, who):
     client = key_client(acme) if who == "key" else session_client({"alice": alice, "carol": carol}[who])
-    redis_client().hset(f"gw:use:t:{acme.pk}:{timezone.now():%Y%m}", mapping={"req": 12, "cus": 2_500_000})
+    redis_client().hset(use_counter_name(f"t:{acme.pk}", f"{timezone.now():%Y%m}"),
+                        mapping={"req": 12, "cus": 2_500_000})
     response = client.get("/api/v1/quotas")
     assert response.status_code == 200, response.json()
     body = response.json()

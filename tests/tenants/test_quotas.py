@@ -8,6 +8,7 @@ from django.db import connection
 
 from billing.quotas import quota_overview
 from gateway.contract.errors import PlatformError
+from gateway.contract.keys import limits_entry_name
 from tenants.models import Plan, Quota
 from tenants.quotas import quota_set, quota_set_within_tenant
 from tenants.services import api_key_create
@@ -132,10 +133,10 @@ def test_publishing_waits_for_the_publish_lock_and_then_writes_the_latest_limits
     threading.Thread(target=change).start()
     try:
         assert not done.wait(0.5), "the change published without the lock"
-        assert redis_client().hgetall(f"gw:lim:k:{api_key.pk}") == {}
+        assert redis_client().hgetall(limits_entry_name(f"k:{api_key.pk}")) == {}
         assert Quota.objects.get(api_key=api_key).rate_per_second == 5  # committed, waiting to publish
     finally:
         holder.execute("SELECT pg_advisory_unlock(%s)", [PUBLISH_LOCK])
         holder.close()
     assert done.wait(5)
-    assert redis_client().hgetall(f"gw:lim:k:{api_key.pk}") == {"rate": "5.0"}
+    assert redis_client().hgetall(limits_entry_name(f"k:{api_key.pk}")) == {"rate": "5.0"}

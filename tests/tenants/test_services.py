@@ -2,11 +2,12 @@ import pytest
 
 from gateway.contract.errors import NotFound, PlatformError
 from gateway.contract.hashing import hash_api_key
-from gateway.contract.keys import key_entry_name
+from gateway.contract.keys import key_entry_name, limits_entry_name
 from tenants.directory import redis_client
 from tenants.models import ApiKey, Membership
 from tenants.scoping import TenantRequired
-from tenants.services import api_key_authenticate, api_key_create, api_key_revoke
+from tenants.services import api_key_authenticate, api_key_create, api_key_revoke, tenant_create
+from tests.tenants.test_api_quotas import standard  # noqa: F401
 
 
 @pytest.mark.django_db
@@ -26,6 +27,17 @@ def test_key_is_published_to_the_gateway_directory_and_revocation_follows(acme):
     api_key_revoke(tenant=acme, key_id=api_key.pk)
     assert redis_client().hget(key_entry_name(hash_api_key(raw)), "revoked") == "1"
     assert api_key_authenticate(raw_key=raw) is None
+
+
+@pytest.mark.django_db
+def test_a_new_tenants_plan_limits_reach_the_gateway_once_it_commits(standard, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as published:
+        initech = tenant_create(name="Initech", slug="initech")
+    assert redis_client().hgetall(limits_entry_name(f"t:{initech.pk}")) == {}
+    for callback in published:
+        callback()
+    assert redis_client().hgetall(limits_entry_name(f"t:{initech.pk}")) == {
+        "rate": "200.0", "burst": "400", "conc": "64", "payload": str(32 * 2**20)}
 
 
 @pytest.mark.django_db

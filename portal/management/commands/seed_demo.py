@@ -29,7 +29,8 @@ class Command(BaseCommand):
     help = "Create (or find) the demo tenant, login, deployed model and API key."
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object and nothing else")
+        parser.add_argument("--json", action="store_true", dest="as_json",
+                            help="Print one JSON object and nothing else")
 
     def handle(self, *args, as_json: bool = False, **options):
         password = os.environ.get("DEMO_PASSWORD", "demo-password")
@@ -64,7 +65,8 @@ class Command(BaseCommand):
         summary = {
             "portal_url": settings.PORTAL_URL,
             "gateway_url": settings.GATEWAY_URL,
-            "triton_url": os.environ.get("TRITON_URL", f"http://127.0.0.1:{os.environ.get('TRITON_HTTP_PORT', '8100')}"),
+            "triton_url": os.environ.get("TRITON_URL",
+                                         f"http://127.0.0.1:{os.environ.get('TRITON_HTTP_PORT', '8100')}"),
             "username": DEMO_USER,
             "password": password,
             "api_key": raw_key,
