@@ -17,7 +17,7 @@ export PORTAL_URL ?= http://127.0.0.1:$(or $(PORTAL_PORT),8000)
 export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
-.PHONY: help run test setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive \
+.PHONY: help run test lint setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive \
 	bench-coldstart bench-replay clean
 
 help:  ## List the targets
@@ -28,9 +28,14 @@ run: setup migrate  ## Start the whole platform (portal, gateway, worker, beat, 
 	$(BIN)/python manage.py seed_demo
 	exec $(BIN)/python scripts/supervise.py
 
-test: setup frontend-test  ## Run the whole test suite (frontend unit tests, then pytest)
+test: setup frontend-test lint  ## Run the whole test suite (frontend unit tests, the layer and lint checks, then pytest)
 	scripts/ensure_system.sh chromium redis
 	$(BIN)/pytest
+
+.PHONY: lint
+lint: venv  ## The one-way layers (import-linter, contracts in pyproject.toml) and ruff
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 .PHONY: fuzz
 fuzz: venv services  ## Long fuzzing: schemathesis on the API, mutated ONNX uploads (FUZZ_EXAMPLES=N, default 200)

@@ -1,6 +1,6 @@
 """Keep-alive policies: when to unload an idle deployment and when to load it again.
 
-Pure code for the autoscaler and for trace replays (workers.keepalive_replay): no
+Pure code for the autoscaler and for trace replays (bench.keepalive): no
 Django, no clock of its own. Time is a number of minutes, passed in by the caller.
 
 A policy hears of every invocation (`on_invocation`) and answers with a `Decision`

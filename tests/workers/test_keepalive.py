@@ -1,4 +1,4 @@
-"""Keep-alive policies (workers.keepalive) and the trace replay (workers.keepalive_replay).
+"""Keep-alive policies (workers.keepalive) and the trace replay (bench.keepalive).
 Pure code: no database, no Redis."""
 import json
 import math
