@@ -32,6 +32,10 @@ test: setup frontend-test lint  ## Run the whole test suite (frontend unit tests
 	scripts/ensure_system.sh chromium redis
 	$(BIN)/pytest
 
+.PHONY: hooks
+hooks:  ## Use the project's git hooks (commit-msg: a subject of at most 72 characters, a blank line, a body)
+	git config core.hooksPath scripts/git-hooks
+
 .PHONY: lint
 lint: venv  ## The one-way layers (import-linter, contracts in pyproject.toml) and ruff
 	$(BIN)/lint-imports

@@ -14,9 +14,10 @@ from tenants.models import ApiKey, Surface
 from tenants.permissions import request_tenant
 
 
+# A view acting for one tenant. Changes it makes are recorded as made through the API by the
+# caller DRF authenticated: the signed-in user, or the API key. (A comment, not a docstring:
+# drf-spectacular would print a docstring as the description of every view without its own.)
 class TenantAPIView(APIView):
-    """A view acting for one tenant. Changes it makes are recorded as made through the
-    API by the caller DRF authenticated: the signed-in user, or the API key."""
 
     def dispatch(self, request, *args, **kwargs):
         with ExitStack() as self._audit_scope:

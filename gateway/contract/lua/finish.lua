@@ -2,6 +2,9 @@
 -- added to the monthly counters the budgets read, and its usage event enters the stream
 -- the metering consumer ingests. Budgets and metering therefore count the same requests.
 --
+-- KEYS     none: the keys are named from the scopes (gw:inflight:<scope>, gw:use:<scope>:<yyyymm>),
+--          the deployment (gw:act:<id>) and the stream (usage:events), as contract/keys.py lists them
+--
 -- ARGV[1]  request id
 -- ARGV[2]  the scopes holding a lease of it, comma-separated (from admit.lua)
 -- ARGV[3]  all its scopes, comma-separated: their monthly counters count it
@@ -10,6 +13,7 @@
 -- ARGV[6]  the month (yyyymm) admit.lua checked its budgets against: it counts there
 -- ARGV[7]  the usage event, packed (gateway/contract/usage.py EVENT_FIELDS)
 -- ARGV[8]  the deployment id ("" when none): its activity record gets the compute time
+-- Reply: the usage event's stream id.
 
 local request_id = ARGV[1]
 local leased_scopes = ARGV[2]

@@ -1,8 +1,11 @@
 -- Extends the in-flight leases of a gateway's long-running requests, so that only the
 -- leases of a gateway that died expire.
 --
+-- KEYS     none: the leases are gw:inflight:<scope> (contract/keys.py), named from ARGV
+--
 -- ARGV[1]  lease lifetime in milliseconds
 -- ARGV[2], ARGV[3], ...  pairs of (scopes holding its leases, comma-separated; request id)
+-- Reply: how many leases were extended (a lease already expired and dropped is not revived).
 
 local lease_ms = tonumber(ARGV[1])
 
