@@ -54,3 +54,47 @@ class ModelVersion(TenantOwned):
     @property
     def absolute_path(self):
         return settings.MODEL_STORAGE_DIR / self.file_path
+
+
+class Graph(TenantOwned):
+    """A tenant's compute graph: a name under which immutable versions of its spec are saved."""
+
+    name = models.CharField(max_length=63, validators=[slug_validator])
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, help_text="Last rename, description change or new version")
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="graph_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class GraphVersion(TenantOwned):
+    """One saved spec of a graph, valid when it was saved, and the signature the validator
+    gave it. Immutable once created: an edit is saved as the next number."""
+
+    graph = models.ForeignKey(Graph, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(help_text="1, 2, ... within the graph")
+    spec = models.JSONField(help_text="{nodes, edges}: the spec as the editor or the API sent it")
+    message = models.CharField(max_length=1000, blank=True)
+    inputs = models.JSONField(default=list, blank=True,
+                              help_text="[{name, datatype, shape}] the graph takes; -1: the batch or a free dim")
+    outputs = models.JSONField(default=list, blank=True, help_text="[{name, datatype, shape}] the graph returns")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["graph", "-number"]
+        constraints = [models.UniqueConstraint(fields=["graph", "number"], name="graphversion_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.graph.name} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("Graph versions are immutable; save a new version instead.")
+        super().save(*args, **kwargs)

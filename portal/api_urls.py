@@ -8,6 +8,14 @@ from graph_editor.api import (
     ModelVersionDetailView,
     ModelVersionListView,
 )
+from graph_editor.api_graphs import (
+    GraphDetailView,
+    GraphListView,
+    GraphOpsView,
+    GraphValidateView,
+    GraphVersionDetailView,
+    GraphVersionListView,
+)
 from portal.api_errors import api_not_found
 from tenants.api import ApiKeyListView, ApiKeyRevokeView, TenantView
 from tenants.api_audit import AuditLogListView
@@ -26,6 +34,13 @@ urlpatterns = [
     path("models/<int:model_id>", ModelDetailView.as_view(), name="api-model"),
     path("models/<int:model_id>/versions", ModelVersionListView.as_view(), name="api-model-versions"),
     path("versions/<int:version_id>", ModelVersionDetailView.as_view(), name="api-version"),
+    path("graphs", GraphListView.as_view(), name="api-graphs"),
+    path("graphs/validate", GraphValidateView.as_view(), name="api-graphs-validate"),
+    path("graphs/ops", GraphOpsView.as_view(), name="api-graphs-ops"),
+    path("graphs/<int:graph_id>", GraphDetailView.as_view(), name="api-graph"),
+    path("graphs/<int:graph_id>/versions", GraphVersionListView.as_view(), name="api-graph-versions"),
+    path("graphs/<int:graph_id>/versions/<int:number>", GraphVersionDetailView.as_view(),
+         name="api-graph-version"),
     path("deployments", DeploymentListView.as_view(), name="api-deployments"),
     path("deployments/<int:deployment_id>", DeploymentDetailView.as_view(), name="api-deployment"),
     path("deployments/<int:deployment_id>/unload", DeploymentUnloadView.as_view(), name="api-deployment-unload"),

@@ -18,7 +18,7 @@ from tenants.audit import audit_log_list
 from tenants.models import ApiKey, AuditLog
 from tenants.permissions import IsTenantMember
 
-OBJECT_TYPES = ("api_key", "deployment", "plan", "quota", "tenant")
+OBJECT_TYPES = ("api_key", "deployment", "graph", "graph_version", "plan", "quota", "tenant")
 
 
 class CanReadAuditLog(IsTenantMember):

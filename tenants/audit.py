@@ -21,6 +21,9 @@ class Actor:
 
 
 SYSTEM = Actor()
+# The object type recorded for a model, where its model name is not already the API's word.
+OBJECT_TYPES = {"apikey": "api_key", "graphversion": "graph_version", "mlmodel": "model"}
+
 _actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
 
 
@@ -63,7 +66,7 @@ def audit_record(*, event_type: str, target, old: dict | None = None, new: dict 
         tenant_id = tenant.pk
     return AuditLog.unscoped.create(
         tenant_id=tenant_id, surface=actor.surface, acting_user=actor.user, acting_api_key=actor.api_key,
-        event_type=event_type, object_type=target._meta.model_name.replace("apikey", "api_key"),
+        event_type=event_type, object_type=OBJECT_TYPES.get(target._meta.model_name, target._meta.model_name),
         object_id=target.pk, object_repr=str(target)[:200], old_value=old, new_value=new,
     )
 
