@@ -28,6 +28,21 @@ def digits_classifier_onnx() -> bytes:
     return onnx_model.SerializeToString()
 
 
+@lru_cache(maxsize=1)
+def digits_fallback_classifier_onnx() -> bytes:
+    """A second opinion on the same digits: a small random forest, converted with skl2onnx.
+
+    The same signature as digits_classifier_onnx: input X FP32 [-1, 64]; outputs label
+    INT64 [-1] and probabilities FP32 [-1, 10]."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, labels = digits_dataset()
+    classifier = RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(features, labels)
+    onnx_model = to_onnx(classifier, features[:1], options={id(classifier): {"zipmap": False}}, target_opset=17)
+    return onnx_model.SerializeToString()
+
+
 # Models that parse and pass the ONNX checker but attack the runtime. Tests and the
 # isolation benchmark use them to show that a tenant's model hurts only its own requests.
 
