@@ -118,3 +118,41 @@ def constant_bomb_onnx() -> bytes:
     initializers = [helper.make_tensor("huge", TensorProto.INT64, [1], [1 << 40])]
     return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], initializers)
+
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def digits_pipeline_spec(*, classifier: int, fallback: int, threshold: float = 0.9) -> dict:
+    """The demo graph: 8x8 UINT8 digit images, cast and flattened, into the digits
+    classifier; its top-1 score decides: below `threshold` the fallback classifier answers
+    instead. Out come the label, its name and the top score. `classifier` and `fallback`
+    are model version ids."""
+    def node(node_id: str, x: int, y: int, **fields) -> dict:
+        return {"id": node_id, "position": {"x": x, "y": y}, **fields}
+
+    def edge(source: str, target: str) -> dict:
+        return {"from": source, "to": target}
+
+    return {
+        "nodes": [
+            node("in", 0, 120, kind="input",
+                 tensors=[{"name": "image", "datatype": "UINT8", "shape": [-1, 8, 8]}]),
+            node("prep", 220, 120, kind="op", op="cast", params={"to": "FP32"}),
+            node("flat", 440, 120, kind="op", op="flatten"),
+            node("clf", 660, 40, kind="model", model_version=classifier),
+            node("top", 880, 40, kind="op", op="topk", params={"k": 1}),
+            node("unsure", 1100, 200, kind="switch", params={"op": "lt", "value": threshold, "reduce": "any"}),
+            node("fallback", 1320, 200, kind="model", model_version=fallback),
+            node("pick", 1540, 120, kind="op", op="merge"),
+            node("names", 1760, 120, kind="op", op="label_lookup", params={"labels": DIGIT_NAMES}),
+            node("out", 1980, 120, kind="output"),
+        ],
+        "edges": [
+            edge("in.image", "prep.x"), edge("prep.y", "flat.x"), edge("flat.y", "clf.X"),
+            edge("clf.probabilities", "top.x"), edge("flat.y", "unsure.x"), edge("top.values", "unsure.when"),
+            edge("unsure.then", "fallback.X"), edge("fallback.label", "pick.then"), edge("clf.label", "pick.else"),
+            edge("pick.y", "names.x"), edge("pick.y", "out.label"), edge("names.y", "out.name"),
+            edge("top.values", "out.score"),
+        ],
+    }

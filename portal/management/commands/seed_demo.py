@@ -1,4 +1,5 @@
-"""Seed the demo: tenant, owner login, the digits model deployed, and a key with both scopes.
+"""Seed the demo: tenant, owner login, the digits model deployed, a fallback classifier, the
+demo graph (digits-pipeline) built from both, and a key with both scopes.
 
 Idempotent. The key's secret is never stored in the database, so the demo keeps its raw
 key in var/demo.json (mode 0600) and reuses it while that key exists and is not revoked."""
@@ -12,9 +13,15 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from gateway.contract.hashing import hash_api_key
-from graph_editor.models import MLModel
-from graph_editor.samples import digits_classifier_onnx, digits_dataset
+from graph_editor.models import Graph, MLModel
+from graph_editor.samples import (
+    digits_classifier_onnx,
+    digits_dataset,
+    digits_fallback_classifier_onnx,
+    digits_pipeline_spec,
+)
 from graph_editor.services import model_version_upload
+from graph_editor.services_graphs import graph_create, graph_version_create
 from tenants.models import ApiKey, Role, Tenant
 from tenants.services import api_key_create, membership_add, tenant_create, user_create
 from workers.models import Deployment, DeploymentState
@@ -23,6 +30,8 @@ from workers.services import deployment_create, deployment_retry
 DEMO_SLUG = "demo"
 DEMO_USER = "demo"
 MODEL_NAME = "digits"
+FALLBACK_NAME = "digits-forest"
+GRAPH_NAME = "digits-pipeline"
 
 
 class Command(BaseCommand):
@@ -45,13 +54,11 @@ class Command(BaseCommand):
                 user.save(update_fields=["password"])
             membership_add(tenant=tenant, user=user, role=Role.OWNER)
 
-        model = MLModel.objects.for_tenant(tenant).filter(name=MODEL_NAME).first()
-        version = model.versions.order_by("-version").first() if model else None
-        if version is None:
-            version = model_version_upload(
-                tenant=tenant, model_name=MODEL_NAME, chunks=[digits_classifier_onnx()], filename="digits.onnx",
-                description="Handwritten digits (8x8) classifier: scikit-learn logistic regression", actor=user,
-            )
+        version = self._model(tenant, user, MODEL_NAME, digits_classifier_onnx,
+                              "Handwritten digits (8x8) classifier: scikit-learn logistic regression")
+        fallback = self._model(tenant, user, FALLBACK_NAME, digits_fallback_classifier_onnx,
+                               "Handwritten digits (8x8) classifier: scikit-learn random forest, the fallback")
+        graph = self._graph(tenant, user, classifier=version, fallback=fallback)
         deployment = (
             Deployment.objects.for_tenant(tenant).filter(name=MODEL_NAME).exclude(state=DeploymentState.UNDEPLOYED)
             .first()
@@ -71,11 +78,33 @@ class Command(BaseCommand):
             "password": password,
             "api_key": raw_key,
             "model": deployment.name,
+            "graph_id": graph.pk,
         }
         if as_json:
             self.stdout.write(json.dumps(summary))
             return
         self.stdout.write(self._banner(summary, deployment.state))
+
+    def _model(self, tenant, user, name: str, build, description: str):
+        """The model's newest version, uploaded first if the model has none."""
+        model = MLModel.objects.for_tenant(tenant).filter(name=name).first()
+        version = model.versions.order_by("-version").first() if model else None
+        if version is None:
+            version = model_version_upload(tenant=tenant, model_name=name, chunks=[build()],
+                                           filename=f"{name}.onnx", description=description, actor=user)
+        return version
+
+    def _graph(self, tenant, user, *, classifier, fallback) -> Graph:
+        """The demo graph, with a first version, unless the tenant already has it."""
+        graph = Graph.objects.for_tenant(tenant).filter(name=GRAPH_NAME).first()
+        if graph is None:
+            graph = graph_create(tenant=tenant, name=GRAPH_NAME, actor=user,
+                                 description="Digits with a fallback: the random forest answers when the "
+                                             "classifier's top score is below 0.9")
+        if not graph.versions.exists():
+            graph_version_create(tenant=tenant, graph_id=graph.pk, actor=user, message="The demo graph",
+                                 spec=digits_pipeline_spec(classifier=classifier.pk, fallback=fallback.pk))
+        return graph
 
     def _demo_key(self, tenant, user) -> str:
         path = Path(settings.VAR_DIR) / "demo.json"
@@ -104,6 +133,7 @@ class Command(BaseCommand):
   Gateway   {s['gateway_url']}   (KServe v2, Authorization: Bearer <API key>)
   Triton    {s['triton_url']}
   Model     {s['model']}   (deployment: {state})
+  Graph     {s['portal_url']}/graphs/{s['graph_id']}/   (digits with a fallback classifier, in the editor)
   API key   {s['api_key']}
 
   Call it with curl (the pixels of a handwritten 0):

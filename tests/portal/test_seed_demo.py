@@ -3,7 +3,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from graph_editor.models import ModelVersion
+from graph_editor.models import Graph, ModelVersion
 from tenants.models import ApiKey, Tenant
 from workers.models import Deployment
 
@@ -21,11 +21,19 @@ def test_seed_demo_is_idempotent_and_prints_what_a_newcomer_needs(settings, tmp_
     settings.VAR_DIR = tmp_path
     first = seed()
     second = seed()
-    assert set(first) == {"portal_url", "gateway_url", "triton_url", "username", "password", "api_key", "model"}
+    assert set(first) == {"portal_url", "gateway_url", "triton_url", "username", "password", "api_key", "model",
+                          "graph_id"}
     assert first == second
     assert first["model"] == "digits" and first["username"] == "demo"
     tenant = Tenant.objects.get(slug="demo")
-    assert ModelVersion.objects.for_tenant(tenant).count() == 1
+    assert sorted(ModelVersion.objects.for_tenant(tenant).values_list("model__name", flat=True)) == [
+        "digits", "digits-forest"]
+    # The demo graph: one version, valid (saved versions always are), digits in, label out.
+    [graph] = Graph.objects.for_tenant(tenant)
+    assert (graph.pk, graph.name) == (first["graph_id"], "digits-pipeline")
+    [version] = graph.versions.all()
+    assert [t["name"] for t in version.inputs] == ["image"]
+    assert {t["name"] for t in version.outputs} == {"label", "name", "score"}
     assert Deployment.objects.for_tenant(tenant).count() == 1
     [key] = ApiKey.objects.for_tenant(tenant)
     assert sorted(key.scopes) == ["infer", "manage"]
