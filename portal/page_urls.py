@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import dashboard, deployments, keys, models, quotas, tenants, usage
+from portal.views import dashboard, deployments, graphs, keys, models, quotas, tenants, usage
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -10,6 +10,8 @@ urlpatterns = [
     path("models/", models.models, name="models"),
     path("models/<int:model_id>/", models.detail, name="model-detail"),
     path("models/<int:model_id>/delete/", models.delete, name="model-delete"),
+    path("graphs/", graphs.graphs, name="graphs"),
+    path("graphs/<int:graph_id>/", graphs.editor, name="graph-editor"),
     path("deployments/", deployments.deployments, name="deployments"),
     path("deployments/<int:deployment_id>/undeploy/", deployments.undeploy, name="deployment-undeploy"),
     path("deployments/<int:deployment_id>/retry/", deployments.retry, name="deployment-retry"),

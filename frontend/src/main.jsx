@@ -1,5 +1,6 @@
 import { createRoot } from "react-dom/client";
 import UsageChart from "./UsageChart.jsx";
+import { mountGraphEditors } from "./graph/mount.jsx";
 import "./platform.css";
 
 function mountAll() {
@@ -7,6 +8,7 @@ function mountAll() {
     const minutes = Number(new URL(element.dataset.source, window.location.href).searchParams.get("minutes") || 60);
     createRoot(element).render(<UsageChart source={element.dataset.source} minutes={minutes} />);
   });
+  mountGraphEditors();
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mountAll);

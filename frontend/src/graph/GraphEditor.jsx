@@ -1,0 +1,321 @@
+import "@xyflow/react/dist/style.css";
+import "./editor.css";
+import { Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, useReactFlow } from "@xyflow/react";
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
+import ConnectionHint, { connectionEnds } from "./ConnectionHint.jsx";
+import { EditorContext } from "./EditorContext.js";
+import { useCatalogue } from "./hooks/useCatalogue.js";
+import { useShortcuts } from "./hooks/useShortcuts.js";
+import { useValidation } from "./hooks/useValidation.js";
+import { useVersions } from "./hooks/useVersions.js";
+import { copySelection, pasteClipboard } from "./lib/clipboard.js";
+import { connectionProblem } from "./lib/connection.js";
+import { addNode, connect, deleteSelection, documentInit, documentReducer, selectAll } from "./lib/document.js";
+import { canRedo, canUndo } from "./lib/history.js";
+import { NO_ISSUES, mapIssues } from "./lib/issues.js";
+import { autoLayout } from "./lib/layout.js";
+import { nodeFromPalette } from "./lib/palette.js";
+import { dtypeColour, mergedPortTypes, portAccepts, portsByNode } from "./lib/ports.js";
+import { flowToSpec, specFromJson, specToFlow } from "./lib/spec.js";
+import { nodeTypes } from "./nodes/index.js";
+import { HelpDialog, JsonDialog, SaveDialog } from "./panels/Dialogs.jsx";
+import Inspector from "./panels/Inspector.jsx";
+import Palette, { PALETTE_MIME } from "./panels/Palette.jsx";
+import ProblemsPanel from "./panels/ProblemsPanel.jsx";
+import VersionsPanel from "./panels/VersionsPanel.jsx";
+import Toolbar from "./Toolbar.jsx";
+
+/** What a graph with no saved version starts as. */
+export const STARTER_SPEC = {
+  nodes: [
+    { id: "in", kind: "input", tensors: [{ name: "input", datatype: "FP32", shape: [-1, 4] }], position: { x: 0, y: 80 } },
+    { id: "out", kind: "output", position: { x: 560, y: 80 } },
+  ],
+  edges: [],
+};
+
+const KIND_COLOURS = { input: "#0ea5e9", output: "#14b8a6", model: "#8b5cf6", op: "#64748b", switch: "#f59e0b" };
+const NOTICE_MS = 4000;
+const FIT = { padding: 0.2, maxZoom: 1, duration: 200 };
+const shorten = (text, length = 72) => (text.length > length ? `${text.slice(0, length - 1)}…` : text);
+const specText = (nodes, edges) => JSON.stringify(flowToSpec(nodes, edges), null, 2);
+
+export default function GraphEditor(props) {
+  return (
+    <ReactFlowProvider>
+      <Editor {...props} />
+    </ReactFlowProvider>
+  );
+}
+
+function Editor({ api, graphId, graphName, canEdit }) {
+  const readOnly = !canEdit;
+  const flow = useReactFlow();
+  const canvas = useRef(null);
+  const [doc, dispatch] = useReducer(documentReducer, undefined, () => documentInit());
+  const docRef = useRef(doc);
+  docRef.current = doc;
+  const { ops, models, catalogue, loading, error: catalogueError } = useCatalogue(api);
+  const { versions, error: versionsError, refresh: refreshVersions } = useVersions(api, graphId);
+  const [ready, setReady] = useState(false);
+  const [loaded, setLoaded] = useState({ number: null, text: null });  // the saved version on the canvas
+  const [busy, setBusy] = useState(false);
+  const [dialog, setDialog] = useState(null);
+  const [saveError, setSaveError] = useState(null);
+  const [notice, setNotice] = useState(null);
+  const [tab, setTab] = useState("node");
+  const clipboard = useRef({ content: null, pastes: 0 });
+
+  // Structure only (no positions): dragging a node does not re-run the validator.
+  const structureKey = useMemo(() => JSON.stringify(flowToSpec(doc.nodes, doc.edges, { positions: false })),
+    [doc.nodes, doc.edges]);
+  const currentText = useMemo(() => specText(doc.nodes, doc.edges), [doc.nodes, doc.edges]);
+  const dirty = ready && currentText !== loaded.text;
+
+  const validation = useValidation(api, ready ? structureKey : null, () => ({
+    spec: flowToSpec(docRef.current.nodes, docRef.current.edges),
+    edgeIds: docRef.current.edges.map((e) => e.id),
+  }));
+  // Keyed on the structure, not on `doc.nodes`: a drag moves nodes on every frame, and the
+  // ports and types (which every node reads from the context) must not change with it.
+  const ports = useMemo(() => portsByNode(doc.nodes, doc.edges, catalogue), [structureKey, catalogue]);
+  const types = useMemo(() => mergedPortTypes(doc.nodes, catalogue, validation.result?.ports),
+    [structureKey, catalogue, validation.result]);
+  const accepts = useMemo(() => portAccepts(doc.nodes, catalogue), [structureKey, catalogue]);
+  const rules = useRef(null);
+  rules.current = { types, accepts };
+  const issues = useMemo(() => (validation.result ? mapIssues(validation.result.errors, validation.result.edgeIds) : NO_ISSUES),
+    [validation.result]);
+  const context = useMemo(() => ({ ports, types, issues, catalogue, readOnly }), [ports, types, issues, catalogue, readOnly]);
+
+  const say = useCallback((tone, text) => setNotice({ tone, text, at: Date.now() }), []);
+  useEffect(() => {
+    if (!notice) return undefined;
+    const timer = setTimeout(() => setNotice(null), NOTICE_MS);
+    return () => clearTimeout(timer);
+  }, [notice]);
+
+  const fitSoon = useCallback(() => setTimeout(() => flow.fitView(FIT), 80), [flow]);
+  const edit = useCallback((change) => {
+    if (!readOnly) dispatch({ type: "edit", edit: change });
+  }, [readOnly]);
+
+  /** Put a spec on the canvas: laid out if it has no positions (again once the nodes are
+   * measured); undoable unless `reset`. */
+  const relayout = useRef(false);
+  const place = useCallback((spec, { reset }) => {
+    const { nodes, edges, positioned, dropped } = specToFlow(spec);
+    const placed = positioned ? nodes : autoLayout(nodes, edges);
+    relayout.current = !positioned;
+    dispatch({ type: reset ? "reset" : "load", nodes: placed, edges });
+    if (dropped) say("error", `${dropped} edge${dropped === 1 ? "" : "s"} without a node.port end left out.`);
+    fitSoon();
+    return specText(placed, edges);
+  }, [fitSoon, say]);
+
+  useEffect(() => {
+    if (!relayout.current || !doc.nodes.length || !doc.nodes.every((n) => n.measured?.width)) return;
+    relayout.current = false;
+    const before = specText(doc.nodes, doc.edges);
+    const nodes = autoLayout(doc.nodes, doc.edges);
+    const after = specText(nodes, doc.edges);
+    dispatch({ type: "amend", nodes, edges: doc.edges });
+    setLoaded((current) => (current.text === before ? { ...current, text: after } : current));
+    fitSoon();
+  }, [doc.nodes, doc.edges, fitSoon]);
+
+  const loadVersion = useCallback(async (number, { reset = false } = {}) => {
+    setBusy(true);
+    try {
+      const version = await api.version(graphId, number);
+      setLoaded({ number, text: place(version.spec, { reset }) });
+      if (!reset) say("ok", `Loaded version ${number}${readOnly ? "" : " (undo brings back what was here)"}.`);
+    } catch (error) {
+      say("error", `Version ${number} did not load: ${error.message}`);
+    } finally {
+      setBusy(false);
+      setReady(true);
+    }
+  }, [api, graphId, place, readOnly, say]);
+
+  // The newest version, or a starter graph when none is saved yet.
+  useEffect(() => {
+    if (ready || busy || versions === null) return;
+    if (versions.length) loadVersion(versions[0].number, { reset: true });
+    else {
+      place(STARTER_SPEC, { reset: true });
+      setReady(true);
+    }
+  }, [ready, busy, versions, loadVersion, place]);
+
+  const addFromPalette = useCallback((payload, at) => {
+    let position = at;
+    if (!position) {
+      const box = canvas.current.getBoundingClientRect();
+      const centre = flow.screenToFlowPosition({ x: box.left + box.width / 2, y: box.top + box.height / 2 });
+      position = { x: centre.x - 110, y: centre.y - 50 };
+    }
+    edit((d) => addNode(d, nodeFromPalette(payload, { position, taken: new Set(d.nodes.map((n) => n.id)), catalogue })));
+    setTab("node");
+  }, [catalogue, edit, flow]);
+
+  const onDrop = useCallback((event) => {
+    event.preventDefault();
+    const raw = event.dataTransfer.getData(PALETTE_MIME);
+    if (!raw || readOnly) return;
+    addFromPalette(JSON.parse(raw), flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }));
+  }, [addFromPalette, flow, readOnly]);
+
+  const problemOf = useCallback((fromHandle, toHandle) => {
+    const ends = connectionEnds(fromHandle, toHandle);
+    if (!ends || ends.sameSide) return "Connect an output port (right) to an input port (left).";
+    return connectionProblem(ends, { edges: docRef.current.edges, ...rules.current }) ?? "Not allowed here.";
+  }, []);
+  const isValidConnection = useCallback((connection) => connectionProblem(connection,
+    { edges: docRef.current.edges, ...rules.current }) === null, []);
+  const onConnectEnd = useCallback((event, state) => {
+    if (state.isValid === false && state.toHandle) say("error", `Refused: ${problemOf(state.fromHandle, state.toHandle)}`);
+  }, [problemOf, say]);
+
+  async function save(message) {
+    const { nodes, edges } = docRef.current;
+    setBusy(true);
+    setSaveError(null);
+    try {
+      const version = await api.saveVersion(graphId, flowToSpec(nodes, edges), message);
+      setLoaded({ number: version.number, text: specText(nodes, edges) });
+      setDialog(null);
+      say("ok", `Saved version ${version.number}.`);
+      refreshVersions();
+    } catch (error) {
+      if (error.code === "invalid_graph" && error.errors.length) {
+        validation.showIssues(error.errors, edges.map((e) => e.id));
+        setDialog(null);
+        setTab("problems");
+        say("error", `Not saved: ${error.message}`);
+      } else {
+        setSaveError(error.message);
+      }
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function importSpec(text) {
+    place(specFromJson(text), { reset: false });
+    say("ok", "Imported the spec (undo brings back what was here).");
+  }
+
+  const actions = {
+    undo: () => dispatch({ type: "undo" }),
+    redo: () => dispatch({ type: "redo" }),
+    copy: () => {
+      clipboard.current = { content: copySelection(docRef.current.nodes, docRef.current.edges), pastes: 0 };
+      say("ok", `Copied ${clipboard.current.content.nodes.length} node(s).`);
+    },
+    cut: () => {
+      actions.copy();
+      edit(deleteSelection);
+    },
+    paste: () => {
+      const { content } = clipboard.current;
+      if (!content?.nodes.length) return say("error", "Nothing copied yet: select nodes and press Ctrl+C.");
+      const times = ++clipboard.current.pastes;
+      edit((d) => pasteClipboard(content, d, times));
+    },
+    delete: () => edit(deleteSelection),
+    selectAll: () => dispatch({ type: "edit", edit: selectAll }),
+    layout: () => {
+      edit((d) => ({ nodes: autoLayout(d.nodes, d.edges), edges: d.edges }));
+      fitSoon();
+    },
+    fit: () => flow.fitView(FIT),
+    json: () => setDialog("json"),
+    help: () => setDialog((open) => (open === "help" ? null : "help")),
+    save: () => {
+      setSaveError(null);
+      setDialog("save");
+    },
+    escape: () => (dialog ? setDialog(null) : dispatch({ type: "edit",
+      edit: (d) => ({ nodes: d.nodes.map((n) => ({ ...n, selected: false })), edges: d.edges.map((e) => ({ ...e, selected: false })) }) })),
+  };
+  const allowed = readOnly ? ["selectAll", "fit", "json", "help", "escape"] : Object.keys(actions);
+  useShortcuts(Object.fromEntries(allowed.filter((name) => !dialog || name === "escape" || name === "help")
+    .map((name) => [name, actions[name]])));
+
+  const displayEdges = useMemo(() => doc.edges.map((edge) => {
+    const edgeIssues = issues.byEdge[edge.id];
+    if (edgeIssues) {
+      return { ...edge, className: "gedge-error", label: shorten(edgeIssues[0].message), labelShowBg: true,
+        labelStyle: { fill: "#991b1b", fontSize: 11, fontWeight: 600 }, labelBgStyle: { fill: "#fef2f2" },
+        style: { stroke: "#dc2626", strokeWidth: 2.5, strokeDasharray: "6 4" } };
+    }
+    const type = types[`${edge.source}.${edge.sourceHandle}`];
+    return { ...edge, style: { stroke: type ? dtypeColour(type.datatype) : "#94a3b8", strokeWidth: 2 } };
+  }), [doc.edges, issues, types]);
+
+  const problemCount = validation.result?.errors.length ?? 0;
+  const status = !ready ? { state: "loading", text: "Loading…" }
+    : validation.failure ? { state: "unreachable", text: "Validator unreachable" }
+      : validation.pending || !validation.result ? { state: "checking", text: "Checking…" }
+        : problemCount ? { state: "invalid", text: `${problemCount} problem${problemCount === 1 ? "" : "s"}` }
+          : { state: "valid", text: "✓ Valid" };
+
+  return (
+    <EditorContext.Provider value={context}>
+      <div className={`geditor${readOnly ? " read-only" : ""}`} data-editor-ready={ready ? "true" : "false"}>
+        <Toolbar readOnly={readOnly} canUndo={canUndo(doc.history)} canRedo={canRedo(doc.history)} dirty={dirty}
+          status={status} actions={actions} />
+        {readOnly && (
+          <p className="gbanner" data-read-only>Read-only: your role in this tenant is member. You can inspect the graph,
+            its versions and its spec; owners and admins edit it.</p>
+        )}
+        <div className="gbody">
+          <Palette ops={ops} models={models} loading={loading} error={catalogueError} readOnly={readOnly} onAdd={addFromPalette} />
+          <div className="gcanvas" ref={canvas} onDragOver={(event) => { event.preventDefault(); event.dataTransfer.dropEffect = "move"; }}
+            onDrop={onDrop}>
+            <ReactFlow nodes={doc.nodes} edges={displayEdges} nodeTypes={nodeTypes}
+              onNodesChange={(changes) => dispatch({ type: "nodesChanged", changes })}
+              onEdgesChange={(changes) => dispatch({ type: "edgesChanged", changes })}
+              onConnect={(connection) => edit((d) => connect(d, connection))}
+              isValidConnection={isValidConnection} onConnectEnd={onConnectEnd}
+              onNodeDragStop={() => dispatch({ type: "commit" })} onSelectionDragStop={() => dispatch({ type: "commit" })}
+              nodesDraggable={!readOnly} nodesConnectable={!readOnly} elementsSelectable
+              deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={["Meta", "Control"]}
+              minZoom={0.2} maxZoom={2} fitView fitViewOptions={FIT}>
+              <Background gap={18} />
+              <Controls showInteractive={false} />
+              <MiniMap pannable zoomable nodeColor={(node) => KIND_COLOURS[node.type] ?? "#94a3b8"} />
+              <ConnectionHint problemOf={problemOf} />
+            </ReactFlow>
+            {notice && <div className={`gnotice ${notice.tone}`} role="status" data-notice={notice.tone}>{notice.text}</div>}
+          </div>
+          <aside className="gside">
+            <div className="gtabs" role="tablist">
+              {[["node", "Node"], ["problems", `Problems${problemCount ? ` (${problemCount})` : ""}`],
+                ["versions", `Versions${versions?.length ? ` (${versions.length})` : ""}`]].map(([key, label]) => (
+                <button key={key} type="button" role="tab" aria-selected={tab === key} data-tab={key}
+                  className={tab === key ? "active" : undefined} onClick={() => setTab(key)}>{label}</button>
+              ))}
+            </div>
+            <div className="gtab-body">
+              {tab === "node" && <Inspector doc={doc} models={models} edit={edit} />}
+              {tab === "problems" && <ProblemsPanel validation={validation} onFocusNode={(id) => {
+                dispatch({ type: "edit", edit: (d) => ({ nodes: d.nodes.map((n) => ({ ...n, selected: n.id === id })), edges: d.edges }) });
+                flow.fitView({ nodes: [{ id }], padding: 0.6, duration: 200 });
+                setTab("node");
+              }} />}
+              {tab === "versions" && <VersionsPanel versions={versions} error={versionsError} loadedNumber={loaded.number}
+                busy={busy} onLoad={(number) => loadVersion(number)} />}
+            </div>
+          </aside>
+        </div>
+        {dialog === "help" && <HelpDialog onClose={() => setDialog(null)} />}
+        {dialog === "save" && <SaveDialog onClose={() => setDialog(null)} onSave={save} saving={busy} error={saveError}
+          valid={!problemCount} />}
+        {dialog === "json" && <JsonDialog onClose={() => setDialog(null)} json={currentText} readOnly={readOnly}
+          fileName={`${graphName || `graph-${graphId}`}.json`} onImport={importSpec} />}
+      </div>
+    </EditorContext.Provider>
+  );
+}
