@@ -18,7 +18,7 @@ def quota_overview(*, tenant: Tenant) -> dict:
     """What the tenant may use and what it uses now, for the portal and the API."""
     effective = quota_effective(tenant=tenant)
     deployments = list(Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES)
-                       .select_related("model_version"))
+                       .select_related("model_version", "graph_version"))
     dep_quotas = {q.deployment_id: q for q in Quota.objects.filter(deployment__in=deployments)}
     keys = list(ApiKey.objects.for_tenant(tenant).filter(revoked_at__isnull=True))
     key_quotas = {q.api_key_id: q for q in Quota.objects.filter(api_key__in=keys)}
@@ -32,7 +32,7 @@ def quota_overview(*, tenant: Tenant) -> dict:
                 **scope_consumption(f"t:{tenant.pk}"),
                 "models": MLModel.objects.for_tenant(tenant).count(),
                 "deployments": len(deployments),
-                "model_memory_mb": sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
+                "model_memory_mb": sum(model_memory_estimate_mb(size_bytes=d.target_size_bytes,
                                                                 instances=deployment_instances_reserved(d))
                                        for d in deployments),
             },

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from gateway.contract.errors import Conflict, NotFound, PlatformError, validation_message
 from graph_editor.graphs.validate import GraphIssue, graph_validate
 from graph_editor.models import Graph, GraphVersion
+from graph_editor.signals import graph_deleting
 from tenants.audit import audit_record
 from tenants.models import Tenant, slug_validator
 
@@ -104,6 +105,8 @@ def graph_delete(*, tenant: Tenant, graph_id: int) -> None:
     with transaction.atomic():
         graph = _locked_graph(tenant, graph_id)
         versions = GraphVersion.objects.for_tenant(tenant).filter(graph=graph).count()
+        # The deployments layer refuses (Conflict) while a version is deployed.
+        graph_deleting.send(sender=Graph, graph=graph)
         audit_record(event_type="graph.deleted", target=graph, old={"name": graph.name, "versions": versions})
         graph.delete()
 

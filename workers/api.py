@@ -1,11 +1,11 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from portal.api_base import ErrorSerializer, TenantAPIView, query_data, with_errors
 from tenants.models import Hardware
-from workers.models import Deployment, KeepAlive
+from workers.models import Deployment, Executor, KeepAlive
 from workers.selectors import coldstart_stats, deployment_get, deployment_list
 from workers.services import (
     deployment_create,
@@ -33,8 +33,17 @@ class ColdStartSerializer(serializers.Serializer):
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
-    model_name = serializers.CharField(source="model_version.model.name")
-    version = serializers.IntegerField(source="model_version.version")
+    model_version = serializers.IntegerField(source="model_version_id", allow_null=True,
+                                             help_text="The model version it serves (null for a graph)")
+    model_name = serializers.CharField(source="model_version.model.name", allow_null=True)
+    version = serializers.IntegerField(source="model_version.version", allow_null=True)
+    graph_version = serializers.IntegerField(source="graph_version_id", allow_null=True,
+                                             help_text="The graph version it serves (null for a model)")
+    graph_name = serializers.CharField(source="graph_version.graph.name", allow_null=True)
+    graph_version_number = serializers.IntegerField(source="graph_version.number", allow_null=True)
+    executor = serializers.ChoiceField(choices=Executor.choices, read_only=True,
+                                       help_text="model: the model version's file; fused: the graph fused into one "
+                                                 "ONNX model, one session for the whole graph")
     server = serializers.SerializerMethodField(help_text="The Triton server of its first ready replica, if any")
     placement = serializers.SerializerMethodField(help_text="Its replicas: where it is loaded (none when cold)")
     hardware = serializers.ChoiceField(choices=Hardware.choices, read_only=True)
@@ -43,7 +52,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ("id", "name", "model_version", "model_name", "version", "state", "error", "hardware",
+        fields = ("id", "name", "model_version", "model_name", "version", "graph_version", "graph_name",
+                  "graph_version_number", "executor", "state", "error", "hardware",
                   "instances", "min_instances", "max_instances", "replicas", "keepalive", "keepalive_idle_s",
                   "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "memory_mb", "server",
                   "placement", "created_at", "updated_at", "ready_at", "last_used_at", "load_seconds", "infer_url",
@@ -101,14 +111,29 @@ class ScalingSerializer(serializers.Serializer):
 
 
 class DeploymentCreateSerializer(ScalingSerializer):
-    model_version = serializers.IntegerField(help_text="Id of one of your model versions")
+    """The target is exactly one of model_version and graph_version."""
+
+    model_version = serializers.IntegerField(required=False, help_text="Id of one of your model versions")
+    graph_version = serializers.IntegerField(
+        required=False, help_text="Id of one of your graph versions (instead of model_version): the whole graph is "
+                                  "served as one endpoint, fused into one ONNX model")
     name = serializers.CharField(required=False, allow_blank=True, default="",
-                                 help_text="Name clients use in the gateway URL; defaults to the model name")
+                                 help_text="Name clients use in the gateway URL; defaults to the model's or the "
+                                           "graph's name")
     instances = serializers.IntegerField(min_value=1, max_value=32767, required=False,
                                          help_text="Triton instances to start with (default max(1, min_instances)); "
                                                    "max_instances defaults to it. Your plan sets the most")
     hardware = serializers.ChoiceField(choices=Hardware.choices, default=Hardware.CPU,
                                        help_text="Where it runs; your plan says which hardware it includes")
+
+    def validate(self, data):
+        # Naming neither reads as it always did: model_version is the usual target.
+        if "model_version" not in data and "graph_version" not in data:
+            raise serializers.ValidationError({"model_version": "This field is required."})
+        if "model_version" in data and "graph_version" in data:
+            raise serializers.ValidationError("Deploy either a model version or a graph version: give exactly one "
+                                              "of model_version and graph_version.")
+        return data
 
 
 QUOTA_403 = ("The key lacks the 'manage' scope, the signed-in role is read-only, or the deployment is beyond the "
@@ -132,18 +157,24 @@ class DeploymentListView(TenantAPIView):
     @extend_schema(request=DeploymentCreateSerializer,
                    responses={**with_errors({202: DeploymentSerializer}, 400, 404, 409),
                               403: OpenApiResponse(ErrorSerializer, description=QUOTA_403)},
-                   summary="Deploy a model version",
+                   examples=[OpenApiExample("A model version", value={"model_version": 12, "name": "digits"},
+                                            request_only=True),
+                             OpenApiExample("A graph version", value={"graph_version": 3, "name": "digits-pipeline"},
+                                            request_only=True)],
+                   summary="Deploy a model version or a graph version",
                    description="Returns at once with state `pending`; poll the deployment until it is "
                    "`ready` (or `failed`, with the reason in `error`). A deployment beyond your plan's limits "
                    "(deployments, instances, hardware, batch size, model memory) is refused with 403 "
-                   "`quota_exceeded`.")
+                   "`quota_exceeded`. A graph version (`graph_version`) is served as one endpoint: its signature "
+                   "is the graph's inputs and outputs, and each call is one usage event.")
     def post(self, request):
         payload = DeploymentCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
-        deployment = deployment_create(tenant=self.tenant, model_version_id=data.pop("model_version"),
-                                       name=data.pop("name"), instances=data.pop("instances", None),
-                                       hardware=data.pop("hardware"), actor=self.actor, **data)
+        deployment = deployment_create(tenant=self.tenant, model_version_id=data.pop("model_version", None),
+                                       graph_version_id=data.pop("graph_version", None), name=data.pop("name"),
+                                       instances=data.pop("instances", None), hardware=data.pop("hardware"),
+                                       actor=self.actor, **data)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment.pk)
         return Response(serialized(deployment), status=status.HTTP_202_ACCEPTED)
 

@@ -38,7 +38,8 @@ def quota_check_deployment(*, tenant: Tenant, size_bytes: int, instances: int, h
     if limits["max_batch_size"] is not None and max_batch_size > limits["max_batch_size"]:
         raise QuotaExceeded(f"The largest batch size allowed is {limits['max_batch_size']}; asked for "
                             f"{max_batch_size}.")
-    active = Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES).select_related("model_version")
+    active = (Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES)
+              .select_related("model_version", "graph_version"))
     if exclude_deployment_id:
         active = active.exclude(pk=exclude_deployment_id)
     active = list(active)
@@ -46,7 +47,7 @@ def quota_check_deployment(*, tenant: Tenant, size_bytes: int, instances: int, h
         raise QuotaExceeded(f"Your tenant may have at most {limits['max_deployments']} deployments; undeploy one "
                             "or ask for a higher limit.")
     if limits["max_model_memory_mb"] is not None:
-        used = sum(model_memory_estimate_mb(size_bytes=d.model_version.size_bytes,
+        used = sum(model_memory_estimate_mb(size_bytes=d.target_size_bytes,
                                             instances=deployment_instances_reserved(d)) for d in active)
         wanted = model_memory_estimate_mb(size_bytes=size_bytes, instances=instances)
         if used + wanted > limits["max_model_memory_mb"]:

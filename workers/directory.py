@@ -13,7 +13,8 @@ def deployment_entry(deployment) -> dict:
         # The version: the row's last change (microseconds), first so that route_put.lua finds it.
         "v": int(deployment.updated_at.timestamp() * 1_000_000) if deployment.updated_at else 0,
         "deployment_id": deployment.pk,
-        "model_version_id": deployment.model_version_id,
+        # Usage events carry it (ver); a graph deployment has none: empty, stored as null.
+        "model_version_id": deployment.model_version_id or "",
         "triton_model": deployment.triton_name,
         "state": deployment.state,
         "http_url": " ".join(server.http_url for server in servers),
@@ -24,9 +25,7 @@ def deployment_entry(deployment) -> dict:
 
 
 def deployment_signature(deployment) -> str:
-    version = deployment.model_version
-    return signature_text(inputs=version.inputs, outputs=version.outputs, has_batch_dim=version.has_batch_dim,
-                          max_batch_size=deployment.max_batch_size)
+    return signature_text(**deployment.target_signature(), max_batch_size=deployment.max_batch_size)
 
 
 def directory_put_deployment(deployment) -> None:

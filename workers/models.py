@@ -1,6 +1,10 @@
+from functools import cached_property
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 
+from graph_editor.models import ModelVersion
 from tenants.models import slug_validator
 from tenants.scoping import TenantOwned
 
@@ -56,12 +60,25 @@ class KeepAlive(models.TextChoices):
     FIXED = "fixed", "Fixed idle time"
 
 
+class Executor(models.TextChoices):
+    MODEL = "model", "The model version's file"
+    FUSED = "fused", "The graph fused into one ONNX model"
+
+
 class Deployment(TenantOwned):
-    """A model version served under a tenant-chosen name. Undeployed rows stay as history."""
+    """A model version or a graph version served under a tenant-chosen name. Undeployed
+    rows stay as history. Code that needs what it serves (its file, size, signature,
+    name) asks the `target_*` accessors, which answer for both kinds."""
 
     name = models.CharField(max_length=63, validators=[slug_validator],
                             help_text="The model name clients use in the gateway URL")
-    model_version = models.ForeignKey("graph_editor.ModelVersion", on_delete=models.PROTECT, related_name="deployments")
+    model_version = models.ForeignKey("graph_editor.ModelVersion", on_delete=models.PROTECT, related_name="deployments",
+                                      null=True, blank=True)
+    graph_version = models.ForeignKey("graph_editor.GraphVersion", on_delete=models.PROTECT,
+                                      related_name="deployments", null=True, blank=True)
+    executor = models.CharField(max_length=8, choices=Executor.choices, default=Executor.MODEL,
+                                help_text="How Triton runs it: a model version's file, or a graph fused into one "
+                                          "ONNX model (one session for the whole graph)")
     state = models.CharField(max_length=16, choices=DeploymentState.choices, default=DeploymentState.PENDING)
     instances = models.PositiveSmallIntegerField(
         default=1, help_text="Triton model instances per replica now; the autoscaler moves it within "
@@ -97,7 +114,12 @@ class Deployment(TenantOwned):
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "name"], condition=~models.Q(state="undeployed"), name="deployment_unique_active_name"
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(model_version__isnull=False, graph_version__isnull=True)
+                | models.Q(model_version__isnull=True, graph_version__isnull=False),
+                name="deployment_one_target",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -107,6 +129,43 @@ class Deployment(TenantOwned):
     def triton_name(self) -> str:
         """The namespaced name inside Triton: tenants never see or choose it."""
         return f"t{self.tenant_id}--{self.name}--d{self.pk}"
+
+    @property
+    def is_graph(self) -> bool:
+        return self.graph_version_id is not None
+
+    def target_signature(self) -> dict:
+        """What it takes and returns: {inputs, outputs, has_batch_dim}. A graph is batched
+        when every input and output has the batch dim (-1) first."""
+        if not self.is_graph:
+            version = self.model_version
+            return {"inputs": version.inputs, "outputs": version.outputs, "has_batch_dim": version.has_batch_dim}
+        version = self.graph_version
+        tensors = [*version.inputs, *version.outputs]
+        has_batch_dim = bool(tensors) and all(t["shape"] and t["shape"][0] == -1 for t in tensors)
+        return {"inputs": version.inputs, "outputs": version.outputs, "has_batch_dim": has_batch_dim}
+
+    @cached_property
+    def target_size_bytes(self) -> int:
+        """The weights it loads: a graph's are those of the model versions it names (its
+        built-in ops weigh next to nothing)."""
+        if not self.is_graph:
+            return self.model_version.size_bytes
+        ids = {n.get("model_version") for n in self.graph_version.spec.get("nodes", []) if n.get("kind") == "model"}
+        sizes = ModelVersion.unscoped.filter(tenant_id=self.tenant_id, pk__in=ids).values_list("size_bytes", flat=True)
+        return sum(sizes)
+
+    @property
+    def target_label(self) -> str:
+        """What it serves, as people read it: "digits v1", "graph digits-pipeline v2"."""
+        if self.is_graph:
+            return f"graph {self.graph_version.graph.name} v{self.graph_version.number}"
+        return f"{self.model_version.model.name} v{self.model_version.version}"
+
+    @property
+    def fused_path(self) -> Path:
+        """Where a graph deployment's fused model is written, once (workers/services/fused.py)."""
+        return Path(settings.MODEL_STORAGE_DIR) / "fused" / f"d{self.pk}.onnx"
 
     @property
     def server(self) -> TritonServer | None:

@@ -1,13 +1,15 @@
 from django.db import connection
+from django.db.models import Q
 
 from gateway.contract.errors import NotFound
+from graph_editor.models import ModelVersion
 from tenants.models import Tenant
 from workers.models import ACTIVE_STATES, Deployment, TritonServer
 
 
 def deployment_list(*, tenant: Tenant, include_history: bool = False):
-    qs = Deployment.objects.for_tenant(tenant).select_related("model_version__model").prefetch_related(
-        "replica_set__server")
+    qs = (Deployment.objects.for_tenant(tenant).select_related("model_version__model", "graph_version__graph")
+          .prefetch_related("replica_set__server"))
     if not include_history:
         qs = qs.filter(state__in=ACTIVE_STATES)
     return qs.order_by("-created_at")
@@ -15,7 +17,7 @@ def deployment_list(*, tenant: Tenant, include_history: bool = False):
 
 def deployment_get(*, tenant: Tenant, deployment_id: int) -> Deployment:
     deployment = (
-        Deployment.objects.for_tenant(tenant).select_related("model_version__model")
+        Deployment.objects.for_tenant(tenant).select_related("model_version__model", "graph_version__graph")
         .prefetch_related("replica_set__server").filter(pk=deployment_id).first()
     )
     if deployment is None:
@@ -24,9 +26,16 @@ def deployment_get(*, tenant: Tenant, deployment_id: int) -> Deployment:
 
 
 def deployment_active_for_model(*, tenant: Tenant, model_id: int) -> bool:
-    return Deployment.objects.for_tenant(tenant).filter(
-        model_version__model_id=model_id, state__in=ACTIVE_STATES
-    ).exists()
+    """Whether an active deployment serves a version of the model, alone or as a step of a
+    deployed graph (which names it in its spec)."""
+    active = Deployment.objects.for_tenant(tenant).filter(state__in=ACTIVE_STATES)
+    if active.filter(model_version__model_id=model_id).exists():
+        return True
+    versions = ModelVersion.objects.for_tenant(tenant).filter(model_id=model_id).values_list("pk", flat=True)
+    steps = Q()
+    for version in versions:
+        steps |= Q(graph_version__spec__nodes__contains=[{"kind": "model", "model_version": version}])
+    return bool(steps) and active.filter(steps).exists()
 
 
 def server_list():

@@ -43,7 +43,8 @@ def detail(request, model_id: int):
         "model": model,
         "versions": versions,
         "latest": versions[0] if versions else None,
-        "deployments": [d for d in deployment_list(tenant=request.tenant) if d.model_version.model_id == model.pk],
+        "deployments": [d for d in deployment_list(tenant=request.tenant)
+                        if not d.is_graph and d.model_version.model_id == model.pk],
     })
 
 

@@ -1,38 +1,64 @@
-"""The deployment services the portal, the API and the admin call: create one, change
-its settings, retry a failed one, undeploy it, unload it now. Each writes in one
-transaction and queues the work for Triton (workers/services/lifecycle.py) after commit."""
+"""The deployment services the portal, the API and the admin call: create one (of a model
+version or of a graph version), change its settings, retry a failed one, undeploy it,
+unload it now. Each writes in one transaction and queues the work for Triton
+(workers/services/lifecycle.py) after commit."""
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from gateway.contract.errors import Conflict, NotFound, PlatformError, validation_message
-from graph_editor.models import ModelVersion
+from graph_editor.graphs.validate import graph_validate
+from graph_editor.models import GraphVersion, ModelVersion
 from tenants.audit import audit_record
 from tenants.models import Tenant, slug_validator
 from workers import queue
 from workers.capacity import deployment_instances_reserved, quota_check_deployment
-from workers.models import Deployment, DeploymentState
+from workers.models import Deployment, DeploymentState, Executor
 from workers.services.publish import deployment_publish, deployment_state_set
 from workers.services.scaling import scaling_defaults, scaling_validate, whole_number_check
 
 
-def _quota_check(tenant: Tenant, version: ModelVersion, deployment: Deployment, exclude: int | None = None) -> None:
-    quota_check_deployment(tenant=tenant, size_bytes=version.size_bytes,
+def _quota_check(tenant: Tenant, deployment: Deployment, exclude: int | None = None) -> None:
+    quota_check_deployment(tenant=tenant, size_bytes=deployment.target_size_bytes,
                            instances=deployment_instances_reserved(deployment), hardware=deployment.hardware,
                            max_batch_size=deployment.max_batch_size, exclude_deployment_id=exclude,
                            max_instances=deployment.max_instances)
 
 
-def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", instances: int | None = None,
-                      hardware: str = "cpu", actor=None, **scaling) -> Deployment:
-    """Record a deployment of one of the tenant's model versions and queue its load,
-    within the tenant's deploy-time limits. `scaling` takes any of min_instances,
-    max_instances, replicas, keepalive, keepalive_idle_s, max_batch_size,
-    max_queue_delay_us, preferred_batch_sizes; the rest come from the model. `instances`
+def _target(tenant: Tenant, model_version_id: int | None, graph_version_id: int | None) -> dict:
+    """The deployment's target fields for one of the tenant's model versions or graph
+    versions (exactly one is named); a graph is served fused into one ONNX model."""
+    if (model_version_id is None) == (graph_version_id is None):
+        raise PlatformError("Deploy either a model version or a graph version: name exactly one.",
+                            code="invalid_target")
+    if model_version_id is not None:
+        version = ModelVersion.objects.for_tenant(tenant).select_related("model").filter(pk=model_version_id).first()
+        if version is None:
+            raise NotFound("No such model version in this tenant.")
+        return {"model_version": version, "executor": Executor.MODEL}
+    graph_version = (GraphVersion.objects.for_tenant(tenant).select_related("graph")
+                     .filter(pk=graph_version_id).first())
+    if graph_version is None:
+        raise NotFound("No such graph version in this tenant.")
+    # Saved valid, but a model version it names may have been deleted since.
+    check = graph_validate(tenant=tenant, spec=graph_version.spec)
+    if not check.valid:
+        raise PlatformError(f"This graph version can no longer be deployed: {check.errors[0].message}",
+                            code="invalid_graph")
+    return {"graph_version": graph_version, "executor": Executor.FUSED}
+
+
+def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, graph_version_id: int | None = None,
+                      name: str = "", instances: int | None = None, hardware: str = "cpu", actor=None,
+                      **scaling) -> Deployment:
+    """Record a deployment of one of the tenant's model versions or graph versions (exactly
+    one) and queue its load, within the tenant's deploy-time limits. `scaling` takes any of
+    min_instances, max_instances, replicas, keepalive, keepalive_idle_s, max_batch_size,
+    max_queue_delay_us, preferred_batch_sizes; the rest come from the target. `instances`
     is how many to start with (default max(1, min_instances)); max_instances defaults to it."""
-    version = ModelVersion.objects.for_tenant(tenant).select_related("model").filter(pk=model_version_id).first()
-    if version is None:
-        raise NotFound("No such model version in this tenant.")
-    name = (name or version.model.name).strip()
+    target = _target(tenant, model_version_id, graph_version_id)
+    deployment = Deployment(tenant=tenant, **target)
+    default_name = deployment.graph_version.graph.name if deployment.is_graph else deployment.model_version.model.name
+    name = (name or default_name).strip()
     try:
         slug_validator(name)
     except Exception:
@@ -40,16 +66,17 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
                             code="invalid_name") from None
     if hardware not in ("cpu", "gpu"):
         raise PlatformError(f"Unknown hardware {hardware!r}: choose cpu or gpu.", code="invalid_hardware")
-    unknown = set(scaling) - set(scaling_defaults(version))
+    has_batch_dim = deployment.target_signature()["has_batch_dim"]
+    values = scaling_defaults(has_batch_dim=has_batch_dim)
+    unknown = set(scaling) - set(values)
     if unknown:
         raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
-    values = scaling_defaults(version)
     values.update({k: v for k, v in scaling.items() if v is not None})
     if instances is not None:
         whole_number_check(instances, "instances", 1, 32767)
         if "max_instances" not in scaling or scaling["max_instances"] is None:
             values["max_instances"] = max(instances, values["min_instances"], 1)
-    values = scaling_validate(version, values)
+    values = scaling_validate(values, has_batch_dim=has_batch_dim)
     start = instances if instances is not None else max(1, values["min_instances"])
     if start > values["max_instances"]:
         raise PlatformError(f"instances ({start}) cannot exceed max_instances ({values['max_instances']}).",
@@ -59,17 +86,20 @@ def deployment_create(*, tenant: Tenant, model_version_id: int, name: str = "", 
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         if Deployment.objects.for_tenant(tenant).filter(name=name).exclude(state=DeploymentState.UNDEPLOYED).exists():
             raise Conflict(f"A deployment named '{name}' already exists; undeploy it or choose another name.")
-        deployment = Deployment(tenant=tenant, name=name, model_version=version, instances=start, hardware=hardware,
-                                created_by=actor, **values)
+        deployment.name, deployment.instances, deployment.hardware, deployment.created_by = name, start, hardware, actor
+        for key, value in values.items():
+            setattr(deployment, key, value)
         # A request the columns cannot hold is a bad request, whatever the tenant's limits.
         try:
             deployment.full_clean()
         except ValidationError as exc:
             raise PlatformError(validation_message(exc), code="invalid_deployment") from None
-        _quota_check(tenant, version, deployment)
+        _quota_check(tenant, deployment)
         deployment.save()
+        target_ids = ({"graph_version": deployment.graph_version_id} if deployment.is_graph
+                      else {"model_version": deployment.model_version_id})
         audit_record(event_type="deployment.created", target=deployment,
-                     new={"model_version": version.pk, "hardware": hardware, "instances": start, **values})
+                     new={**target_ids, "hardware": hardware, "instances": start, **values})
         deployment_publish(deployment)
         transaction.on_commit(lambda: queue.deployment_load(deployment.pk))
     return deployment
@@ -82,16 +112,17 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
     with transaction.atomic():
         Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
         deployment = (Deployment.objects.for_tenant(tenant).select_for_update(of=("self",))
-                      .select_related("model_version").filter(pk=deployment_id).first())
+                      .select_related("model_version", "graph_version").filter(pk=deployment_id).first())
         if deployment is None:
             raise NotFound("No such deployment in this tenant.")
         if not deployment.is_active:
             raise Conflict("This deployment is undeployed; its settings can no longer change.")
-        current = {k: getattr(deployment, k) for k in scaling_defaults(deployment.model_version)}
+        has_batch_dim = deployment.target_signature()["has_batch_dim"]
+        current = {k: getattr(deployment, k) for k in scaling_defaults(has_batch_dim=has_batch_dim)}
         unknown = set(changes) - set(current)
         if unknown:
             raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
-        values = scaling_validate(deployment.model_version, {**current, **changes})
+        values = scaling_validate({**current, **changes}, has_batch_dim=has_batch_dim)
         changed = {k for k, v in values.items() if current[k] != v}
         if not changed:
             return deployment
@@ -99,7 +130,7 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
             setattr(deployment, key, value)
         deployment.instances = min(max(deployment.instances, max(1, deployment.min_instances)),
                                    deployment.max_instances)
-        _quota_check(tenant, deployment.model_version, deployment, exclude=deployment.pk)
+        _quota_check(tenant, deployment, exclude=deployment.pk)
         # Only these columns: the autoscaler writes the policy's state beside them.
         deployment.save(update_fields=[*values, "instances", "updated_at"])
         audit_record(event_type="deployment.settings_changed", target=deployment,

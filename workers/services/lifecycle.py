@@ -13,7 +13,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from gateway.contract.errors import PlatformError
 from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer
+from workers.services.fused import deployment_onnx_path, fused_remove
 from workers.services.placement import replica_memory_mb, server_pick
 from workers.services.publish import deployment_publish, deployment_state_set
 from workers.services.replicas import replica_remove, triton_model_remove
@@ -55,8 +57,8 @@ def deployment_load_run(*, deployment_id: int, final_attempt: bool = True, wake:
     states = (DeploymentState.PENDING, DeploymentState.LOADING, DeploymentState.READY)
     while True:
         with transaction.atomic():
-            deployment = (Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version")
-                          .filter(pk=deployment_id).first())
+            deployment = (Deployment.unscoped.select_for_update(of=("self",))
+                          .select_related("model_version", "graph_version").filter(pk=deployment_id).first())
             if deployment is None or deployment.state not in (*states, *((DeploymentState.COLD,) if wake else ())):
                 return
             if wake and deployment.state == DeploymentState.COLD:
@@ -102,11 +104,14 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
     repository = Path(server.repository_path)
     try:
         entry_write(repository=repository, triton_name=deployment.triton_name,
-                    onnx_path=deployment.model_version.absolute_path,
+                    onnx_path=deployment_onnx_path(deployment),
                     config=deployment_config_pbtxt(deployment, server, replica.instances,
                                                    replica.memory_mb / max(replica.instances, 1)),
                     native_onnx="onnxruntime" in server.backends)
         seconds = triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
+    except PlatformError as exc:
+        log.warning("deployment %s: its graph cannot be fused: %s", deployment.pk, exc.message)
+        return _replica_failed(deployment, replica, f"The graph could not be compiled: {exc.message}")
     except triton.TritonUnreachable as exc:
         log.warning("deployment %s on %s: %s; will retry", deployment.pk, server.name, exc)
         TritonServer.objects.filter(pk=server.pk).update(healthy=False)
@@ -116,13 +121,7 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
     except (triton.TritonError, OSError) as exc:
         log.warning("deployment %s failed to load: %s", deployment.pk, exc)
         triton_model_remove(server, deployment.triton_name, repository)
-        with transaction.atomic():
-            Replica.objects.filter(pk=replica.pk).delete()
-            current = Deployment.unscoped.select_for_update().get(pk=deployment.pk)
-            if current.state == DeploymentState.LOADING and not current.replica_set.exists():
-                deployment_state_set(current, DeploymentState.FAILED,
-                                     error=f"Triton could not load the model: {exc}")
-        return False
+        return _replica_failed(deployment, replica, f"Triton could not load the model: {exc}")
 
     with transaction.atomic():
         current = Deployment.unscoped.select_for_update(of=("self",)).get(pk=deployment.pk)
@@ -141,6 +140,17 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
         else:
             deployment_publish(current)
     return True
+
+
+def _replica_failed(deployment: Deployment, replica: Replica, error: str) -> bool:
+    """The replica could not load: it goes, and the deployment fails unless another one
+    serves it. False: the caller stops placing."""
+    with transaction.atomic():
+        Replica.objects.filter(pk=replica.pk).delete()
+        current = Deployment.unscoped.select_for_update().get(pk=deployment.pk)
+        if current.state == DeploymentState.LOADING and not current.replica_set.exists():
+            deployment_state_set(current, DeploymentState.FAILED, error=error)
+    return False
 
 
 def _replica_measure(deployment: Deployment, replica: Replica) -> None:
@@ -179,8 +189,8 @@ def deployment_reconfigure_run(*, deployment_id: int, instances: int | None = No
     Triton reloads a loaded model beside the running one and switches when the new one is
     ready, so requests in flight are not dropped."""
     with transaction.atomic():
-        deployment = (Deployment.unscoped.select_for_update(of=("self",)).select_related("model_version")
-                      .filter(pk=deployment_id).first())
+        deployment = (Deployment.unscoped.select_for_update(of=("self",))
+                      .select_related("model_version", "graph_version").filter(pk=deployment_id).first())
         if deployment is None or deployment.state != DeploymentState.READY:
             return
         if instances is not None:
@@ -192,11 +202,11 @@ def deployment_reconfigure_run(*, deployment_id: int, instances: int | None = No
         server = replica.server
         try:
             entry_write(repository=Path(server.repository_path), triton_name=deployment.triton_name,
-                        onnx_path=deployment.model_version.absolute_path,
+                        onnx_path=deployment_onnx_path(deployment),
                         config=deployment_config_pbtxt(deployment, server, deployment.instances),
                         native_onnx="onnxruntime" in server.backends)
             triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
-        except (triton.TritonError, OSError) as exc:
+        except (triton.TritonError, OSError, PlatformError) as exc:
             log.warning("reconfiguring %s on %s failed: %s", deployment.triton_name, server.name, exc)
             continue
         fields = {"instances": deployment.instances}
@@ -218,6 +228,7 @@ def deployment_unload_run(*, deployment_id: int) -> None:
         if current.state == DeploymentState.UNLOADING:
             current.replica_set.all().delete()
             deployment_state_set(current, DeploymentState.UNDEPLOYED)
+            transaction.on_commit(lambda: fused_remove(current))
 
 
 def deployment_replicas_fit_run(*, deployment_id: int) -> None:

@@ -23,8 +23,8 @@ def deployment_publish(deployment: Deployment) -> None:
     """After commit: the gateway's directory, then (in the background: a cold start does
     not wait for it) the portal's live view."""
     def publish():
-        fresh = (Deployment.unscoped.select_related("model_version").prefetch_related("replica_set__server")
-                 .filter(pk=deployment.pk).first())
+        fresh = (Deployment.unscoped.select_related("model_version", "graph_version")
+                 .prefetch_related("replica_set__server").filter(pk=deployment.pk).first())
         if fresh is None:
             return
         directory_put_deployment(fresh)

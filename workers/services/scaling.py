@@ -1,8 +1,7 @@
-"""A deployment's scaling and batching settings: their defaults, derived from the model,
+"""A deployment's scaling and batching settings: their defaults, derived from the target,
 and the checks every change of them passes. Plan limits are checked separately
 (workers/capacity.py)."""
 from gateway.contract.errors import PlatformError
-from graph_editor.models import ModelVersion
 from workers.models import KeepAlive
 from workers.triton.repository import DEFAULT_MAX_BATCH_SIZE, DEFAULT_QUEUE_DELAY_US
 
@@ -20,9 +19,10 @@ def whole_number_check(value, name: str, minimum: int, maximum: int, code: str =
     return value
 
 
-def scaling_validate(version: ModelVersion, values: dict) -> dict:
-    """Check a deployment's scaling and batching settings together (all keys present);
-    returns them, normalised. Plan limits are checked separately (quota_check_deployment)."""
+def scaling_validate(values: dict, *, has_batch_dim: bool) -> dict:
+    """Check a deployment's scaling and batching settings together (all keys present), for
+    a target with or without a batch dimension; returns them, normalised. Plan limits are
+    checked separately (quota_check_deployment)."""
     v = dict(values)
     whole_number_check(v["min_instances"], "min_instances", 0, 32767, "invalid_instances")
     whole_number_check(v["max_instances"], "max_instances", 1, 32767, "invalid_instances")
@@ -35,7 +35,7 @@ def scaling_validate(version: ModelVersion, values: dict) -> dict:
                             code="invalid_keepalive")
     whole_number_check(v["keepalive_idle_s"], "keepalive_idle_s", 1, MAX_KEEPALIVE_IDLE_S)
     whole_number_check(v["max_batch_size"], "max_batch_size", 0, 2**31 - 1, "invalid_batch_size")
-    if v["max_batch_size"] and not version.has_batch_dim:
+    if v["max_batch_size"] and not has_batch_dim:
         raise PlatformError("This model has no batch dimension: its max_batch_size must be 0.",
                             code="invalid_batch_size")
     whole_number_check(v["max_queue_delay_us"], "max_queue_delay_us", 0, MAX_QUEUE_DELAY_US, "invalid_batch_size")
@@ -52,9 +52,9 @@ def scaling_validate(version: ModelVersion, values: dict) -> dict:
     return v
 
 
-def scaling_defaults(version: ModelVersion) -> dict:
-    """Defaults derived from the model: batching when it has a batch dimension, scale to zero."""
-    batch = DEFAULT_MAX_BATCH_SIZE if version.has_batch_dim else 0
+def scaling_defaults(*, has_batch_dim: bool) -> dict:
+    """Defaults derived from the target: batching when it has a batch dimension, scale to zero."""
+    batch = DEFAULT_MAX_BATCH_SIZE if has_batch_dim else 0
     return {"min_instances": 0, "max_instances": 1, "replicas": 1, "keepalive": KeepAlive.ADAPTIVE,
             "keepalive_idle_s": 600, "max_batch_size": batch, "max_queue_delay_us": DEFAULT_QUEUE_DELAY_US if batch
             else 0, "preferred_batch_sizes": []}

@@ -37,11 +37,9 @@ def deployment_config_pbtxt(deployment: Deployment, server: TritonServer, instan
     request's burst and is not reserved: the shares on a server may add up to more than it
     has, as Kubernetes limits do above requests. Both settings at 0 turn it off. Native
     onnxruntime entries get none: only our runner enforces it."""
-    version = deployment.model_version
     native_onnx = "onnxruntime" in server.backends
     return config_pbtxt(
-        triton_name=deployment.triton_name, inputs=version.inputs, outputs=version.outputs,
-        has_batch_dim=version.has_batch_dim, native_onnx=native_onnx,
+        triton_name=deployment.triton_name, **deployment.target_signature(), native_onnx=native_onnx,
         gpu=deployment.hardware == "gpu", max_batch_size=deployment.max_batch_size, instances=instances,
         queue_delay_us=deployment.max_queue_delay_us, preferred_batch_sizes=deployment.preferred_batch_sizes,
         memory_limit_mb=None if native_onnx else memory_share_mb(deployment, server, reserved_mb),
