@@ -1,7 +1,8 @@
 """The graph editor in real Chromium against the portal (served by the live server thread,
 with the test database): build a graph from the palette by dragging and connecting, see an
 invalid connection refused while dragging and a validator error on its node, undo and redo,
-auto-layout, save a version; and a member's read-only editor."""
+auto-layout, save a version, diff two versions; and a member's read-only editor."""
+import json
 import os
 import shutil
 from pathlib import Path
@@ -285,3 +286,107 @@ def test_a_member_sees_the_editor_read_only(live_server, alice, carol, digits_ve
     expect(edges(page)).to_have_count(2)
     node(page, "clf").click()
     assert page.locator("[data-inspector-node=clf] select").is_disabled()
+
+
+def save_version(page, message: str, number: int) -> None:
+    page.click("[data-action=save]")
+    page.fill("textarea[name=message]", message)
+    page.click("[role=dialog] button[type=submit]")
+    page.wait_for_selector(f"[data-notice=ok]:has-text('Saved version {number}.')")
+
+
+def test_diff_two_saved_versions_then_go_back_to_editing(live_server, acme, alice, digits_version, browser_page):
+    from graph_editor.services_graphs import graph_create
+
+    graph = graph_create(tenant=acme, name="digits-versions", actor=alice)
+    first = {"nodes": [
+        {"id": "in", "kind": "input", "tensors": [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}],
+         "position": {"x": 0, "y": 60}},
+        {"id": "scale", "kind": "op", "op": "scale", "params": {"scale": 0.0625, "shift": 0},
+         "position": {"x": 280, "y": 60}},
+        {"id": "digits", "kind": "model", "model_version": digits_version.pk, "position": {"x": 560, "y": 60}},
+        {"id": "best", "kind": "op", "op": "argmax", "position": {"x": 880, "y": 300}},
+        {"id": "out", "kind": "output", "position": {"x": 1180, "y": 60}}],
+        "edges": [{"from": "in.x", "to": "scale.x"}, {"from": "scale.y", "to": "digits.X"},
+                  {"from": "digits.label", "to": "out.label"}, {"from": "digits.probabilities", "to": "best.x"},
+                  {"from": "best.y", "to": "out.best"}]}
+    page = browser_page
+    sign_in(page, live_server, "alice", "alice-password-1")
+    page.goto(f"{live_server.url}/graphs/{graph.pk}/")
+    page.wait_for_selector('[data-editor-ready="true"]')
+
+    # Version 1, imported as JSON.
+    page.click("[data-action=json]")
+    page.fill("[aria-label='Spec JSON']", json.dumps(first))
+    page.click("[role=dialog] button:has-text('Replace the canvas')")
+    wait_valid(page)
+    save_version(page, "scaled digits with argmax", 1)
+
+    # Version 2: another scale, argmax gone, a softmax output instead.
+    node(page, "scale").click()
+    page.fill("[data-param=scale] input", "0.5")
+    page.press("[data-param=scale] input", "Enter")
+    node(page, "best").click()
+    page.keyboard.press("Delete")
+    pane = page.locator(".react-flow__pane").bounding_box()
+    page.fill(".gpalette-search", "softmax")
+    page.drag_and_drop('[data-palette-entry="op:softmax"]', ".react-flow__pane",
+                       target_position={"x": pane["width"] * 0.62, "y": pane["height"] * 0.22})
+    page.fill(".gpalette-search", "")
+    drag_connection(page, handle(page, "digits", "probabilities", "source"), handle(page, "softmax", "x", "target"))
+    drag_connection(page, handle(page, "softmax", "y", "source"), handle(page, "out", "__new_output__", "target"))
+    expect(edges(page)).to_have_count(5)
+    wait_valid(page)
+    save_version(page, "softmax scores instead of argmax", 2)
+    versions = {v.number: v.spec for v in GraphVersion.objects.for_tenant(acme).filter(graph=graph)}
+    assert sorted(versions) == [1, 2]
+    assert next(n for n in versions[2]["nodes"] if n["id"] == "scale")["params"]["scale"] == 0.5
+
+    # Compare v1 with v2 (the default pair) on the canvas.
+    click_empty_canvas(page)
+    before = node(page, "in").bounding_box()
+    page.click("[data-tab=versions]")
+    page.wait_for_selector("[data-version='2']")
+    assert page.input_value("[data-diff-pick=from]") == "1" and page.input_value("[data-diff-pick=to]") == "2"
+    page.click("[data-action=diff]")
+    banner = page.wait_for_selector("[data-diff-banner]")
+    summary = "1 node added, 1 changed, 1 removed; 2 edges added, 2 removed"
+    assert summary in banner.inner_text()
+    assert summary in page.inner_text("[data-diff-panel] [data-diff-summary]")
+    expect(page.locator('.gnode[data-node-id="softmax"][data-diff="added"]')).to_be_visible()
+    expect(page.locator('.gnode[data-node-id="scale"][data-diff="changed"]')).to_be_visible()
+    expect(page.locator('.gnode[data-node-id="best"][data-diff="removed"]')).to_be_visible()
+    expect(page.locator('.gnode[data-diff="same"]')).to_have_count(3)
+    assert "params.scale: 0.0625 → 0.5" in node(page, "scale").inner_text()
+    assert "params.scale: 0.0625 → 0.5" in page.inner_text("[data-diff-node=scale]")
+    expect(page.locator(".react-flow__edge.gdiff-edge-added")).to_have_count(2)
+    expect(page.locator(".react-flow__edge.gdiff-edge-removed")).to_have_count(2)
+    expect(page.locator("[data-action=undo], [data-action=save]")).to_have_count(0)
+    page.wait_for_timeout(300)  # the fit-to-view animation
+    shot(page, "09-version-diff")
+
+    # Close the diff: the editor is as it was, viewport and undo history included.
+    page.click("[data-action=close-diff]")
+    expect(page.locator("[data-diff-banner]")).to_have_count(0)
+    expect(page.locator(".gnode[data-diff]")).to_have_count(0)
+    expect(node(page, "best")).to_have_count(0)
+    expect(edges(page)).to_have_count(5)
+    after = node(page, "in").bounding_box()
+    assert (round(after["x"]), round(after["y"])) == (round(before["x"]), round(before["y"]))
+    expect(page.locator("[data-dirty]")).to_have_count(0)
+    click_empty_canvas(page)
+    page.keyboard.press("Control+z")
+    expect(edges(page)).to_have_count(4)
+    expect(page.locator("[data-dirty]")).to_have_count(1)
+    page.keyboard.press("Control+Shift+z")
+    expect(edges(page)).to_have_count(5)
+    wait_valid(page)
+
+    # Escape closes a diff too; the shortcuts that edit do nothing while one is open.
+    page.click("[data-action=diff]")
+    page.wait_for_selector("[data-diff-banner]")
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Escape")
+    expect(page.locator("[data-diff-banner]")).to_have_count(0)
+    expect(edges(page)).to_have_count(5)
+    expect(page.locator("[data-dirty]")).to_have_count(0)

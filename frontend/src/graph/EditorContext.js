@@ -1,5 +1,6 @@
 // What every node component reads besides its own data: its ports, their types, the
-// validator's issues, and whether the editor is read-only.
+// validator's issues, whether the editor is read-only, and (while two versions are compared)
+// what became of each node: id -> {status, changes} (lib/diff.js), or null.
 import { createContext, useContext } from "react";
 import { NO_ISSUES } from "./lib/issues.js";
 
@@ -9,6 +10,7 @@ export const EditorContext = createContext({
   issues: NO_ISSUES,
   catalogue: { ops: new Map(), versions: new Map() },
   readOnly: true,
+  diff: null,
 });
 
 export const useEditorContext = () => useContext(EditorContext);

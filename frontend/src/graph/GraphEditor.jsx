@@ -1,15 +1,19 @@
 import "@xyflow/react/dist/style.css";
 import "./editor.css";
-import { Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, useReactFlow } from "@xyflow/react";
+import {
+  Background, Controls, MiniMap, ReactFlow, ReactFlowProvider, useReactFlow, useUpdateNodeInternals,
+} from "@xyflow/react";
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import ConnectionHint, { connectionEnds } from "./ConnectionHint.jsx";
 import { EditorContext } from "./EditorContext.js";
 import { useCatalogue } from "./hooks/useCatalogue.js";
 import { useShortcuts } from "./hooks/useShortcuts.js";
 import { useValidation } from "./hooks/useValidation.js";
+import { useVersionDiff } from "./hooks/useVersionDiff.js";
 import { useVersions } from "./hooks/useVersions.js";
 import { copySelection, pasteClipboard } from "./lib/clipboard.js";
 import { connectionProblem } from "./lib/connection.js";
+import { DIFF_COLOURS } from "./lib/diff.js";
 import { addNode, connect, deleteSelection, documentInit, documentReducer, selectAll } from "./lib/document.js";
 import { canRedo, canUndo } from "./lib/history.js";
 import { NO_ISSUES, mapIssues } from "./lib/issues.js";
@@ -18,6 +22,7 @@ import { nodeFromPalette } from "./lib/palette.js";
 import { dtypeColour, mergedPortTypes, portAccepts, portsByNode } from "./lib/ports.js";
 import { flowToSpec, specFromJson, specToFlow } from "./lib/spec.js";
 import { nodeTypes } from "./nodes/index.js";
+import DiffPanel from "./panels/DiffPanel.jsx";
 import { HelpDialog, JsonDialog, SaveDialog } from "./panels/Dialogs.jsx";
 import Inspector from "./panels/Inspector.jsx";
 import Palette, { PALETTE_MIME } from "./panels/Palette.jsx";
@@ -39,6 +44,7 @@ const NOTICE_MS = 4000;
 const FIT = { padding: 0.2, maxZoom: 1, duration: 200 };
 const shorten = (text, length = 72) => (text.length > length ? `${text.slice(0, length - 1)}…` : text);
 const specText = (nodes, edges) => JSON.stringify(flowToSpec(nodes, edges), null, 2);
+const NOOP = () => {};
 
 export default function GraphEditor(props) {
   return (
@@ -86,7 +92,21 @@ function Editor({ api, graphId, graphName, canEdit }) {
   rules.current = { types, accepts };
   const issues = useMemo(() => (validation.result ? mapIssues(validation.result.errors, validation.result.edgeIds) : NO_ISSUES),
     [validation.result]);
-  const context = useMemo(() => ({ ports, types, issues, catalogue, readOnly }), [ports, types, issues, catalogue, readOnly]);
+  const context = useMemo(() => ({ ports, types, issues, catalogue, readOnly, diff: null }),
+    [ports, types, issues, catalogue, readOnly]);
+
+  // A version diff draws on the same canvas from its own read-only nodes; the document, its
+  // undo history and (once restored on close) the viewport stay as they were.
+  const versionDiff = useVersionDiff(api, graphId);
+  const diffView = versionDiff.view;
+  const diffing = diffView !== null;
+  const diffContext = useMemo(() => diffView && {
+    ports: portsByNode(diffView.drawn, diffView.edges, catalogue),
+    types: mergedPortTypes(diffView.drawn, catalogue, diffView.ports),
+    issues: NO_ISSUES, catalogue, readOnly: true, diff: diffView.marks,
+  }, [diffView?.drawn, diffView?.edges, diffView?.ports, diffView?.marks, catalogue]);
+  const editorViewport = useRef(null);
+  const updateNodeInternals = useUpdateNodeInternals();
 
   const say = useCallback((tone, text) => setNotice({ tone, text, at: Date.now() }), []);
   useEffect(() => {
@@ -162,9 +182,9 @@ function Editor({ api, graphId, graphName, canEdit }) {
   const onDrop = useCallback((event) => {
     event.preventDefault();
     const raw = event.dataTransfer.getData(PALETTE_MIME);
-    if (!raw || readOnly) return;
+    if (!raw || readOnly || diffing) return;
     addFromPalette(JSON.parse(raw), flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }));
-  }, [addFromPalette, flow, readOnly]);
+  }, [addFromPalette, diffing, flow, readOnly]);
 
   const problemOf = useCallback((fromHandle, toHandle) => {
     const ends = connectionEnds(fromHandle, toHandle);
@@ -199,6 +219,25 @@ function Editor({ api, graphId, graphName, canEdit }) {
     } finally {
       setBusy(false);
     }
+  }
+
+  async function openDiff(from, to) {
+    if (!diffing) editorViewport.current = flow.getViewport();
+    try {
+      await versionDiff.open(from, to);
+      setNotice(null);
+      setTimeout(() => flow.fitView({ ...FIT, padding: 0.12 }), 80);
+    } catch (error) {
+      say("error", `The diff did not load: ${error.message}`);
+    }
+  }
+
+  function closeDiff() {
+    versionDiff.close();
+    if (editorViewport.current) flow.setViewport(editorViewport.current);
+    editorViewport.current = null;
+    // Nodes the diff drew under the same ids had other ports and sizes: measure the handles again.
+    setTimeout(() => updateNodeInternals(docRef.current.nodes.map((n) => n.id)), 0);
   }
 
   function importSpec(text) {
@@ -236,10 +275,11 @@ function Editor({ api, graphId, graphName, canEdit }) {
       setSaveError(null);
       setDialog("save");
     },
-    escape: () => (dialog ? setDialog(null) : dispatch({ type: "edit",
+    escape: () => (dialog ? setDialog(null) : diffing ? closeDiff() : dispatch({ type: "edit",
       edit: (d) => ({ nodes: d.nodes.map((n) => ({ ...n, selected: false })), edges: d.edges.map((e) => ({ ...e, selected: false })) }) })),
   };
-  const allowed = readOnly ? ["selectAll", "fit", "json", "help", "escape"] : Object.keys(actions);
+  const allowed = diffing ? ["fit", "help", "escape"]
+    : readOnly ? ["selectAll", "fit", "json", "help", "escape"] : Object.keys(actions);
   useShortcuts(Object.fromEntries(allowed.filter((name) => !dialog || name === "escape" || name === "help")
     .map((name) => [name, actions[name]])));
 
@@ -262,52 +302,71 @@ function Editor({ api, graphId, graphName, canEdit }) {
           : { state: "valid", text: "✓ Valid" };
 
   return (
-    <EditorContext.Provider value={context}>
+    <EditorContext.Provider value={diffContext ?? context}>
       <div className={`geditor${readOnly ? " read-only" : ""}`} data-editor-ready={ready ? "true" : "false"}>
-        <Toolbar readOnly={readOnly} canUndo={canUndo(doc.history)} canRedo={canRedo(doc.history)} dirty={dirty}
+        <Toolbar readOnly={readOnly} diffing={diffing} canUndo={canUndo(doc.history)} canRedo={canRedo(doc.history)} dirty={dirty}
           status={status} actions={actions} />
         {readOnly && (
           <p className="gbanner" data-read-only>Read-only: your role in this tenant is member. You can inspect the graph,
             its versions and its spec; owners and admins edit it.</p>
         )}
-        <div className="gbody">
-          <Palette ops={ops} models={models} loading={loading} error={catalogueError} readOnly={readOnly} onAdd={addFromPalette} />
+        <div className={`gbody${diffing ? " diffing" : ""}`}>
+          {!diffing && <Palette ops={ops} models={models} loading={loading} error={catalogueError} readOnly={readOnly}
+            onAdd={addFromPalette} />}
           <div className="gcanvas" ref={canvas} onDragOver={(event) => { event.preventDefault(); event.dataTransfer.dropEffect = "move"; }}
             onDrop={onDrop}>
-            <ReactFlow nodes={doc.nodes} edges={displayEdges} nodeTypes={nodeTypes}
-              onNodesChange={(changes) => dispatch({ type: "nodesChanged", changes })}
-              onEdgesChange={(changes) => dispatch({ type: "edgesChanged", changes })}
-              onConnect={(connection) => edit((d) => connect(d, connection))}
+            <ReactFlow nodes={diffing ? diffView.nodes : doc.nodes} edges={diffing ? diffView.edges : displayEdges}
+              nodeTypes={nodeTypes}
+              onNodesChange={diffing ? versionDiff.onNodesChange : (changes) => dispatch({ type: "nodesChanged", changes })}
+              onEdgesChange={diffing ? NOOP : (changes) => dispatch({ type: "edgesChanged", changes })}
+              onConnect={diffing ? NOOP : (connection) => edit((d) => connect(d, connection))}
               isValidConnection={isValidConnection} onConnectEnd={onConnectEnd}
               onNodeDragStop={() => dispatch({ type: "commit" })} onSelectionDragStop={() => dispatch({ type: "commit" })}
-              nodesDraggable={!readOnly} nodesConnectable={!readOnly} elementsSelectable
+              nodesDraggable={!readOnly && !diffing} nodesConnectable={!readOnly && !diffing} elementsSelectable
               deleteKeyCode={null} selectionKeyCode="Shift" multiSelectionKeyCode={["Meta", "Control"]}
               minZoom={0.2} maxZoom={2} fitView fitViewOptions={FIT}>
               <Background gap={18} />
               <Controls showInteractive={false} />
-              <MiniMap pannable zoomable nodeColor={(node) => KIND_COLOURS[node.type] ?? "#94a3b8"} />
+              <MiniMap pannable zoomable nodeColor={(node) => (diffing ? DIFF_COLOURS[diffView.marks[node.id]?.status]
+                : KIND_COLOURS[node.type]) ?? "#94a3b8"} />
               <ConnectionHint problemOf={problemOf} />
             </ReactFlow>
+            {diffing && (
+              <div className="gdiff-banner" data-diff-banner>
+                <span className="gdiff-banner-title">Comparing v{diffView.from} → v{diffView.to}</span>
+                <span className="gdiff-banner-summary" data-diff-summary>{diffView.summary}</span>
+                <button type="button" className="small primary" data-action="close-diff" onClick={closeDiff}>Close diff</button>
+              </div>
+            )}
             {notice && <div className={`gnotice ${notice.tone}`} role="status" data-notice={notice.tone}>{notice.text}</div>}
           </div>
           <aside className="gside">
-            <div className="gtabs" role="tablist">
-              {[["node", "Node"], ["problems", `Problems${problemCount ? ` (${problemCount})` : ""}`],
-                ["versions", `Versions${versions?.length ? ` (${versions.length})` : ""}`]].map(([key, label]) => (
-                <button key={key} type="button" role="tab" aria-selected={tab === key} data-tab={key}
-                  className={tab === key ? "active" : undefined} onClick={() => setTab(key)}>{label}</button>
-              ))}
-            </div>
-            <div className="gtab-body">
-              {tab === "node" && <Inspector doc={doc} models={models} edit={edit} />}
-              {tab === "problems" && <ProblemsPanel validation={validation} onFocusNode={(id) => {
-                dispatch({ type: "edit", edit: (d) => ({ nodes: d.nodes.map((n) => ({ ...n, selected: n.id === id })), edges: d.edges }) });
-                flow.fitView({ nodes: [{ id }], padding: 0.6, duration: 200 });
-                setTab("node");
-              }} />}
-              {tab === "versions" && <VersionsPanel versions={versions} error={versionsError} loadedNumber={loaded.number}
-                busy={busy} onLoad={(number) => loadVersion(number)} />}
-            </div>
+            {diffing ? (
+              <div className="gtab-body">
+                <DiffPanel view={diffView} onClose={closeDiff}
+                  onFocusNode={(id) => flow.fitView({ nodes: [{ id }], padding: 0.6, maxZoom: 1.2, duration: 200 })} />
+              </div>
+            ) : (
+              <>
+                <div className="gtabs" role="tablist">
+                  {[["node", "Node"], ["problems", `Problems${problemCount ? ` (${problemCount})` : ""}`],
+                    ["versions", `Versions${versions?.length ? ` (${versions.length})` : ""}`]].map(([key, label]) => (
+                    <button key={key} type="button" role="tab" aria-selected={tab === key} data-tab={key}
+                      className={tab === key ? "active" : undefined} onClick={() => setTab(key)}>{label}</button>
+                  ))}
+                </div>
+                <div className="gtab-body">
+                  {tab === "node" && <Inspector doc={doc} models={models} edit={edit} />}
+                  {tab === "problems" && <ProblemsPanel validation={validation} onFocusNode={(id) => {
+                    dispatch({ type: "edit", edit: (d) => ({ nodes: d.nodes.map((n) => ({ ...n, selected: n.id === id })), edges: d.edges }) });
+                    flow.fitView({ nodes: [{ id }], padding: 0.6, duration: 200 });
+                    setTab("node");
+                  }} />}
+                  {tab === "versions" && <VersionsPanel versions={versions} error={versionsError} loadedNumber={loaded.number}
+                    busy={busy || versionDiff.busy} onLoad={(number) => loadVersion(number)} onCompare={openDiff} />}
+                </div>
+              </>
+            )}
           </aside>
         </div>
         {dialog === "help" && <HelpDialog onClose={() => setDialog(null)} />}

@@ -1,11 +1,13 @@
-/** The editor's buttons; each names its shortcut. */
-export default function Toolbar({ readOnly, canUndo, canRedo, dirty, status, actions }) {
+/** The editor's buttons; each names its shortcut. While two versions are compared only the
+ * view's own buttons show: the canvas is the diff's, not the document's. */
+export default function Toolbar({ readOnly, diffing, canUndo, canRedo, dirty, status, actions }) {
   const button = (action, label, title, extra = {}) => (
     <button type="button" className="small" data-action={action} title={title} onClick={() => actions[action]()} {...extra}>{label}</button>
   );
+  const editing = !readOnly && !diffing;
   return (
     <div className="gtoolbar" role="toolbar" aria-label="Graph editor">
-      {!readOnly && (
+      {editing && (
         <>
           {button("undo", "Undo", "Undo (Ctrl+Z)", { disabled: !canUndo })}
           {button("redo", "Redo", "Redo (Ctrl+Shift+Z)", { disabled: !canRedo })}
@@ -16,13 +18,14 @@ export default function Toolbar({ readOnly, canUndo, canRedo, dirty, status, act
           <span className="gtoolbar-sep" />
         </>
       )}
-      {!readOnly && button("layout", "Auto-layout", "Lay the graph out left to right (L)")}
+      {editing && button("layout", "Auto-layout", "Lay the graph out left to right (L)")}
       {button("fit", "Fit", "Fit the graph in view (F)")}
-      {button("json", readOnly ? "Export JSON" : "Import / export JSON", "The spec as JSON")}
+      {!diffing && button("json", readOnly ? "Export JSON" : "Import / export JSON", "The spec as JSON")}
       {button("help", "?", "Keyboard shortcuts (?)", { "aria-label": "Keyboard shortcuts" })}
-      <span className="gtoolbar-status" data-validation-status={status.state}>{status.text}</span>
-      {!readOnly && dirty && <span className="gdirty" data-dirty>Unsaved changes</span>}
-      {!readOnly && button("save", "Save version…", "Save as a new version (Ctrl+S)", { className: "small primary" })}
+      {diffing ? <span className="gtoolbar-status" data-validation-status="diff">Comparing versions (read-only)</span>
+        : <span className="gtoolbar-status" data-validation-status={status.state}>{status.text}</span>}
+      {editing && dirty && <span className="gdirty" data-dirty>Unsaved changes</span>}
+      {editing && button("save", "Save version…", "Save as a new version (Ctrl+S)", { className: "small primary" })}
     </div>
   );
 }

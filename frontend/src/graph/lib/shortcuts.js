@@ -13,7 +13,7 @@ export const SHORTCUTS = [
   { keys: "F", action: "fit", label: "Fit the graph in view" },
   { keys: "Ctrl+S", action: "save", label: "Save as a new version" },
   { keys: "?", action: "help", label: "Show or hide this help" },
-  { keys: "Escape", action: "escape", label: "Close a dialog, clear the selection" },
+  { keys: "Escape", action: "escape", label: "Close a dialog or the diff, clear the selection" },
   { keys: "Shift+drag", action: null, label: "Select with a box" },
   { keys: "Ctrl+click", action: null, label: "Add to the selection" },
 ];

@@ -22,20 +22,24 @@ export function PortRow({ nodeId, port, side, label, connectable = true }) {
   );
 }
 
-/** The shell every node type shares: a header, its ports, and the validator's issues on it. */
+/** The shell every node type shares: a header, its ports, and the validator's issues on it;
+ * in a version diff, what became of it. */
 export function NodeFrame({ id, kind, title, subtitle, selected, inputs, outputs, extraInputs = null, children }) {
-  const { issues } = useEditorContext();
+  const { issues, diff } = useEditorContext();
   const nodeIssues = issues.byNode[id] ?? [];
+  const mark = diff?.[id];
   const updateNodeInternals = useUpdateNodeInternals();
   const portsKey = JSON.stringify([inputs, outputs, Boolean(extraInputs)]);
   // Handles that come and go (a new model version, a new graph output) must be re-measured.
   useEffect(() => updateNodeInternals(id), [id, portsKey, updateNodeInternals]);
   return (
     <div className={`gnode gnode-${kind}${nodeIssues.length ? " has-issues" : ""}${selected ? " selected" : ""}`}
-      data-node-id={id} data-kind={kind}>
+      data-node-id={id} data-kind={kind} data-diff={mark?.status}
+      title={mark?.changes.length ? mark.changes.map((c) => c.text).join("\n") : undefined}>
       <div className="gnode-head">
         <span className="gnode-kind">{kind}</span>
         <span className="gnode-title">{title}</span>
+        {mark && mark.status !== "same" && <span className={`gdiff-badge ${mark.status}`}>{mark.status}</span>}
       </div>
       <div className="gnode-id">{id}{subtitle ? <span className="gnode-sub"> · {subtitle}</span> : null}</div>
       {children}
@@ -44,6 +48,11 @@ export function NodeFrame({ id, kind, title, subtitle, selected, inputs, outputs
         {extraInputs}
         {outputs.map((port) => <PortRow key={`out:${port}`} nodeId={id} port={port} side="source" />)}
       </div>
+      {mark?.changes.length > 0 && (
+        <ul className="gnode-changes" data-node-changes>
+          {mark.changes.map((change) => <li key={change.path}>{change.text}</li>)}
+        </ul>
+      )}
       {nodeIssues.length > 0 && (
         <ul className="gnode-issues" data-node-issues>
           {nodeIssues.map((issue, index) => <li key={index} data-code={issue.code}>{issue.message}</li>)}
