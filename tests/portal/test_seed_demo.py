@@ -22,7 +22,7 @@ def test_seed_demo_is_idempotent_and_prints_what_a_newcomer_needs(settings, tmp_
     first = seed()
     second = seed()
     assert set(first) == {"portal_url", "gateway_url", "triton_url", "username", "password", "api_key", "model",
-                          "graph_id"}
+                          "graph", "graph_id"}
     assert first == second
     assert first["model"] == "digits" and first["username"] == "demo"
     tenant = Tenant.objects.get(slug="demo")
@@ -34,7 +34,11 @@ def test_seed_demo_is_idempotent_and_prints_what_a_newcomer_needs(settings, tmp_
     [version] = graph.versions.all()
     assert [t["name"] for t in version.inputs] == ["image"]
     assert {t["name"] for t in version.outputs} == {"label", "name", "score"}
-    assert Deployment.objects.for_tenant(tenant).count() == 1
+    # The model and the graph, each deployed once.
+    deployments = Deployment.objects.for_tenant(tenant)
+    assert sorted(deployments.values_list("name", flat=True)) == ["digits", "digits-pipeline"]
+    assert first["graph"] == "digits-pipeline"
+    assert deployments.get(name="digits-pipeline").graph_version.graph_id == first["graph_id"]
     [key] = ApiKey.objects.for_tenant(tenant)
     assert sorted(key.scopes) == ["infer", "manage"]
     assert (tmp_path / "demo.json").stat().st_mode & 0o777 == 0o600
@@ -63,5 +67,5 @@ def test_seed_demo_retries_a_failed_demo_deployment(settings, tmp_path):
     tenant = Tenant.objects.get(slug="demo")
     Deployment.objects.for_tenant(tenant).update(state="failed", error="Triton was down")
     seed()
-    [deployment] = Deployment.objects.for_tenant(tenant)
-    assert (deployment.state, deployment.error) == ("pending", "")
+    assert {(d.name, d.state, d.error) for d in Deployment.objects.for_tenant(tenant)} == {
+        ("digits", "pending", ""), ("digits-pipeline", "pending", "")}

@@ -59,14 +59,9 @@ class Command(BaseCommand):
         fallback = self._model(tenant, user, FALLBACK_NAME, digits_fallback_classifier_onnx,
                                "Handwritten digits (8x8) classifier: scikit-learn random forest, the fallback")
         graph = self._graph(tenant, user, classifier=version, fallback=fallback)
-        deployment = (
-            Deployment.objects.for_tenant(tenant).filter(name=MODEL_NAME).exclude(state=DeploymentState.UNDEPLOYED)
-            .first()
-        )
-        if deployment is None:
-            deployment = deployment_create(tenant=tenant, model_version_id=version.pk, name=MODEL_NAME, actor=user)
-        elif deployment.state == DeploymentState.FAILED:
-            deployment = deployment_retry(tenant=tenant, deployment_id=deployment.pk)
+        deployment = self._deployed(tenant, user, MODEL_NAME, model_version_id=version.pk)
+        graph_deployment = self._deployed(tenant, user, GRAPH_NAME,
+                                          graph_version_id=graph.versions.order_by("-number").first().pk)
 
         raw_key = self._demo_key(tenant, user)
         summary = {
@@ -78,12 +73,24 @@ class Command(BaseCommand):
             "password": password,
             "api_key": raw_key,
             "model": deployment.name,
+            "graph": graph_deployment.name,
             "graph_id": graph.pk,
         }
         if as_json:
             self.stdout.write(json.dumps(summary))
             return
         self.stdout.write(self._banner(summary, deployment.state))
+
+    def _deployed(self, tenant, user, name: str, **target) -> Deployment:
+        """The deployment of that name (created, or retried if it failed)."""
+        deployment = (
+            Deployment.objects.for_tenant(tenant).filter(name=name).exclude(state=DeploymentState.UNDEPLOYED).first()
+        )
+        if deployment is None:
+            deployment = deployment_create(tenant=tenant, name=name, actor=user, **target)
+        elif deployment.state == DeploymentState.FAILED:
+            deployment = deployment_retry(tenant=tenant, deployment_id=deployment.pk)
+        return deployment
 
     def _model(self, tenant, user, name: str, build, description: str):
         """The model's newest version, uploaded first if the model has none."""
@@ -133,13 +140,18 @@ class Command(BaseCommand):
   Gateway   {s['gateway_url']}   (KServe v2, Authorization: Bearer <API key>)
   Triton    {s['triton_url']}
   Model     {s['model']}   (deployment: {state})
-  Graph     {s['portal_url']}/graphs/{s['graph_id']}/   (digits with a fallback classifier, in the editor)
+  Graph     {s['graph']}   (digits with a fallback classifier; edit it at {s['portal_url']}/graphs/{s['graph_id']}/)
   API key   {s['api_key']}
 
   Call it with curl (the pixels of a handwritten 0):
     curl -s {s['gateway_url']}/v2/models/{s['model']}/infer \\
       -H "Authorization: Bearer {s['api_key']}" -H "Content-Type: application/json" \\
       -d '{{"inputs":[{{"name":"X","shape":[1,64],"datatype":"FP32","data":[{pixels}]}}]}}'
+
+  Call the graph (the same image as 8x8 UINT8; out come label, name and score):
+    curl -s {s['gateway_url']}/v2/models/{s['graph']}/infer \\
+      -H "Authorization: Bearer {s['api_key']}" -H "Content-Type: application/json" \\
+      -d '{{"inputs":[{{"name":"image","shape":[1,8,8],"datatype":"UINT8","data":[{pixels}]}}]}}'
 
   Or from Python with tritonclient (in .venv):
     import numpy as np, tritonclient.http as httpclient
