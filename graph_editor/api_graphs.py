@@ -12,7 +12,13 @@ from graph_editor.graphs.validate import graph_validate
 from graph_editor.models import Graph, GraphVersion
 from graph_editor.selectors import graph_get, graph_list, graph_version_get, graph_version_list
 from graph_editor.services_graphs import graph_create, graph_delete, graph_update, graph_version_create
-from portal.api_base import ErrorDetailSerializer, LimitOffsetPagination, TenantAPIView, with_errors
+from portal.api_base import (
+    ErrorDetailSerializer,
+    LimitOffsetPagination,
+    StrictCharField,
+    TenantAPIView,
+    with_errors,
+)
 from tenants.models import ApiKey
 from tenants.permissions import IsTenantMember
 
@@ -100,6 +106,15 @@ class GraphSpecField(serializers.JSONField):
     """Any JSON: whatever is wrong with it is for the validator to say, issue by issue."""
 
 
+# What /graphs/validate takes: any JSON at all, a draft half-drawn in the editor included.
+# It answers 200 with every problem as an issue, so the schema must not refuse what the
+# validator is there to explain (the saved spec's shape is GraphSpecField's).
+@extend_schema_field({"description": "A graph spec, or a draft of one (see GraphVersionCreate.spec for its "
+                                      "shape); whatever does not fit is reported as an issue"})
+class GraphDraftField(serializers.JSONField):
+    """Any JSON, for the validator to judge."""
+
+
 @extend_schema_field({"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]}})
 class ShapeField(serializers.ListField):
     """Dims as ints (fixed; -1 unknown) or strings (symbolic: "batch", "n", ...)."""
@@ -149,13 +164,13 @@ class GraphSerializer(serializers.ModelSerializer):
 
 
 class GraphCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="1-63 lowercase letters, digits and hyphens; unique in the tenant")
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    name = StrictCharField(help_text="1-63 lowercase letters, digits and hyphens; unique in the tenant")
+    description = StrictCharField(required=False, allow_blank=True, default="")
 
 
 class GraphUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(required=False, help_text="A new name: 1-63 lowercase letters, digits and hyphens")
-    description = serializers.CharField(required=False, allow_blank=True)
+    name = StrictCharField(required=False, help_text="A new name: 1-63 lowercase letters, digits and hyphens")
+    description = StrictCharField(required=False, allow_blank=True)
 
     def validate(self, attrs):
         if not attrs:
@@ -185,12 +200,12 @@ class GraphVersionSerializer(GraphVersionSummarySerializer):
 
 class GraphVersionCreateSerializer(serializers.Serializer):
     spec = GraphSpecField(help_text="The graph to save; validated first")
-    message = serializers.CharField(required=False, allow_blank=True, default="", max_length=1000,
+    message = StrictCharField(required=False, allow_blank=True, default="", max_length=1000,
                                     help_text="What changed, as in a commit message")
 
 
 class GraphValidateSerializer(serializers.Serializer):
-    spec = GraphSpecField(help_text="The graph to check; nothing is saved")
+    spec = GraphDraftField(help_text="The graph to check; nothing is saved")
 
 
 class GraphCheckSerializer(serializers.Serializer):

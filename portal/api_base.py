@@ -115,3 +115,13 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
             low, high = bounds[parameter["name"]]
             parameter["schema"].update(minimum=low, maximum=high)
         return parameters
+
+
+class StrictCharField(serializers.CharField):
+    """A string, as the schema says: DRF's CharField would take 0 or true and store "0" or
+    "True"; this one refuses them with a 400."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise ValidationError("Not a valid string.")
+        return super().to_internal_value(data)
