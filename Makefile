@@ -18,7 +18,7 @@ export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
 .PHONY: help run test lint setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive \
-	bench-coldstart bench-replay clean
+	bench-coldstart bench-replay bench-graph clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench-coldstart: setup  ## First response from zero through the real stack vs Tr
 .PHONY: bench-isolation
 bench-isolation: setup  ## Noisy neighbours: tenant B's p50/p99 and errors while tenant A floods (BENCH_ARGS=--seconds N)
 	$(BIN)/python -m bench.isolation $(BENCH_ARGS)
+
+bench-graph: setup  ## A deployed graph vs its classifier alone and vs the client chaining its steps (BENCH_ARGS=...)
+	$(BIN)/python -m bench.graph $(BENCH_ARGS)
 
 bench-replay: setup  ## Time-compressed live replay of a trace slice (1 trace minute = 1 s) against the simulator (TRACE=dir)
 	$(BIN)/python -m bench.replay --trace $(or $(TRACE),../shared/traces/azure-functions-2019) $(BENCH_ARGS)

@@ -18,6 +18,9 @@ platform imports it. Every one prints a table and, last, one line of JSON.
 - replay (`make bench-replay`): a slice of that trace replayed live, one trace minute
   per second, against the real stack and its autoscaler, compared call by call with the
   simulator.
+- graph (`make bench-graph`): the demo graph without its switch, deployed fused, against
+  its classifier deployed alone (p50 at 1 client, req/s at 32, cold start from zero) and
+  against the client calling its steps one gateway call each.
 
 Shared parts: stack (the platform's processes on free ports, also the test suite's
 through tests/stack.py, and the scratch stack of the benchmarks that need the real
