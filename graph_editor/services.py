@@ -18,7 +18,7 @@ from gateway.contract.errors import (
 from graph_editor.models import MLModel, ModelVersion
 from graph_editor.onnx_inspect import InvalidModel, inspect_onnx
 from graph_editor.signals import model_deleting
-from tenants.models import Tenant, slug_validator
+from tenants.models import Tenant, slug_name_clean
 from tenants.quotas import quota_effective
 
 CHUNK = 1024 * 1024
@@ -27,17 +27,6 @@ CHUNK = 1024 * 1024
 class PayloadTooLarge(PlatformError):
     status = 413
     code = "file_too_large"
-
-
-def _validate_model_name(name: str) -> str:
-    name = (name or "").strip()
-    try:
-        slug_validator(name)
-    except Exception:
-        raise PlatformError(
-            f"Invalid model name {name!r}: use 1-63 lowercase letters, digits and hyphens.", code="invalid_name"
-        ) from None
-    return name
 
 
 def _validate_filename(filename: str) -> None:
@@ -87,7 +76,7 @@ def model_version_upload(
     """Validate an ONNX upload and store it as the next version of `model_name`.
 
     Nothing is kept when anything fails: no file, no row."""
-    model_name = _validate_model_name(model_name)
+    model_name = slug_name_clean(model_name, what="model")
     _validate_filename(filename)
     storage = Path(settings.MODEL_STORAGE_DIR)
     tmp_path, sha256, size = _spool_upload(chunks, storage / ".incoming")

@@ -13,7 +13,7 @@ from graph_editor.graphs.validate import GraphIssue, graph_validate
 from graph_editor.models import Graph, GraphVersion
 from graph_editor.signals import graph_deleting
 from tenants.audit import audit_record
-from tenants.models import Tenant, slug_validator
+from tenants.models import Tenant, slug_name_clean
 
 
 class InvalidGraph(PlatformError):
@@ -30,17 +30,6 @@ class InvalidGraph(PlatformError):
         body = super().as_dict()
         body["error"]["errors"] = [asdict(issue) for issue in self.issues]
         return body
-
-
-def _graph_name(name: str) -> str:
-    name = (name or "").strip()
-    try:
-        slug_validator(name)
-    except ValidationError:
-        raise PlatformError(
-            f"Invalid graph name {name!r}: use 1-63 lowercase letters, digits and hyphens.", code="invalid_name"
-        ) from None
-    return name
 
 
 def _name_taken(name: str) -> Conflict:
@@ -70,7 +59,7 @@ def _saved(row, *, name: str, **save_kwargs) -> None:
 
 def graph_create(*, tenant: Tenant, name: str, description: str = "", actor=None) -> Graph:
     """Create an empty graph (no version yet) under a name unique in the tenant."""
-    name = _graph_name(name)
+    name = slug_name_clean(name, what="graph")
     with transaction.atomic():
         if Graph.objects.for_tenant(tenant).filter(name=name).exists():
             raise _name_taken(name)
@@ -83,7 +72,7 @@ def graph_create(*, tenant: Tenant, name: str, description: str = "", actor=None
 def graph_update(*, tenant: Tenant, graph_id: int, name: str | None = None, description: str | None = None) -> Graph:
     """Rename a graph and/or change its description; None leaves a field as it is."""
     if name is not None:
-        name = _graph_name(name)
+        name = slug_name_clean(name, what="graph")
     with transaction.atomic():
         graph = _locked_graph(tenant, graph_id)
         before = {"name": graph.name, "description": graph.description}

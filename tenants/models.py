@@ -1,15 +1,29 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from gateway.contract.errors import PlatformError
 from tenants.scoping import TenantOwned, TenantScopedManager
 
 slug_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{0,62}$",
     "Use 1-63 lowercase letters, digits and hyphens, starting with a letter or digit.",
 )
+
+
+def slug_name_clean(name, *, what: str) -> str:
+    """A tenant-chosen name (of a model, graph or deployment), stripped, or a 400
+    invalid_name that says what a name may be."""
+    name = (name or "").strip() if isinstance(name, str) else name
+    try:
+        slug_validator(name)
+    except (ValidationError, TypeError):
+        raise PlatformError(f"Invalid {what} name {name!r}: use 1-63 lowercase letters, digits and hyphens.",
+                            code="invalid_name") from None
+    return name
 
 
 class Tenant(models.Model):

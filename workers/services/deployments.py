@@ -9,7 +9,7 @@ from gateway.contract.errors import Conflict, NotFound, PlatformError, validatio
 from graph_editor.graphs.validate import graph_validate
 from graph_editor.models import GraphVersion, ModelVersion
 from tenants.audit import audit_record
-from tenants.models import Tenant, slug_validator
+from tenants.models import Tenant, slug_name_clean
 from workers import queue
 from workers.capacity import deployment_instances_reserved, quota_check_deployment
 from workers.models import Deployment, DeploymentState, Executor
@@ -58,12 +58,7 @@ def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, gr
     target = _target(tenant, model_version_id, graph_version_id)
     deployment = Deployment(tenant=tenant, **target)
     default_name = deployment.graph_version.graph.name if deployment.is_graph else deployment.model_version.model.name
-    name = (name or default_name).strip()
-    try:
-        slug_validator(name)
-    except Exception:
-        raise PlatformError(f"Invalid deployment name {name!r}: use 1-63 lowercase letters, digits and hyphens.",
-                            code="invalid_name") from None
+    name = slug_name_clean(name or default_name, what="deployment")
     if hardware not in ("cpu", "gpu"):
         raise PlatformError(f"Unknown hardware {hardware!r}: choose cpu or gpu.", code="invalid_hardware")
     has_batch_dim = deployment.target_signature()["has_batch_dim"]
