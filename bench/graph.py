@@ -22,7 +22,11 @@ for the graph and as FP32 [1, 64] for the classifier alone. It measures:
    inputs taken from the JSON answers before it (both timed by the same keep-alive
    client, one call at a time);
 3. cold start: scale to zero, wait until cold, and time the first call (a new
-   connection) until its answer, --runs times, median; for the graph and the classifier.
+   connection) until its answer, --runs times, median; for the graph and the classifier;
+4. the same graph under the two executors that keep its steps apart, a Triton ensemble
+   (`digits-graph-ensemble`) and the BLS orchestrator (`digits-graph-bls`): p50 at 1
+   client, req/s at --clients and cold start (both scaled to zero first, since they share
+   their steps), against the fused graph: the figures behind the `auto` executor's choice.
 
 The goals (issue 11): graph p50 <= 1.3x the model's, graph throughput >= 0.7x, the chain
 >= 2x slower than the graph, a cold graph <= 1.5x a cold classifier. Prints a table with
@@ -39,6 +43,8 @@ from bench.stack import PlatformStack, scratch_stack, scratch_stop, wait
 
 MODEL = "digits"
 GRAPH = "digits-graph"
+# The same graph under the executors that keep its steps apart (the fused one is GRAPH).
+EXECUTORS = {"fused": GRAPH, "ensemble": "digits-graph-ensemble", "bls": "digits-graph-bls"}
 # The client's chain: (deployment, {its input: the output of an earlier call that feeds it}).
 # The first call takes the graph's image; the outputs named y are the latest call's.
 CHAIN = [("step-cast", {}), ("step-flatten", {"x": "y"}), (MODEL, {"X": "y"}), ("step-topk", {"x": "probabilities"}),
@@ -116,7 +122,12 @@ def deploy_all(tenant) -> dict[str, int]:
     for name, spec in {GRAPH: graph_without_switch_spec(version.pk), **step_specs()}.items():
         graph = graph_create(tenant=tenant, name=name)
         graph_version = graph_version_create(tenant=tenant, graph_id=graph.pk, spec=spec, message="bench")
-        deployments[name] = deployment_create(tenant=tenant, graph_version_id=graph_version.pk, name=name)
+        deployments[name] = deployment_create(tenant=tenant, graph_version_id=graph_version.pk, name=name,
+                                              executor="fused" if name == GRAPH else "auto")
+        if name == GRAPH:
+            for executor in ("ensemble", "bls"):
+                deployments[EXECUTORS[executor]] = deployment_create(
+                    tenant=tenant, graph_version_id=graph_version.pk, name=EXECUTORS[executor], executor=executor)
     for name, deployment in deployments.items():
         loaded = wait(lambda pk=deployment.pk: Deployment.unscoped.get(pk=pk), 120, f"{name} to load",
                       until=lambda d: d.state in (DeploymentState.READY, DeploymentState.FAILED))
@@ -180,15 +191,19 @@ def timed(call, seconds: float, warmup: int = 20) -> list[float]:
     return times
 
 
-def cold_start_ms(stack: PlatformStack, tenant, deployment_id: int, name: str, key: str, body: bytes) -> float:
-    """Scale to zero, wait until cold, and time the first call on a new connection."""
+def cold_start_ms(stack: PlatformStack, tenant, deployment_id: int, name: str, key: str, body: bytes,
+                  also_cold: tuple[int, ...] = ()) -> float:
+    """Scale to zero (with `also_cold`: deployments sharing its steps, which would keep
+    them loaded), wait until cold, and time the first call on a new connection."""
     from workers.models import Deployment, DeploymentState
     from workers.services import deployment_scale_to_zero
 
     stack.wait_quiet(60)
-    deployment_scale_to_zero(tenant=tenant, deployment_id=deployment_id)
-    wait(lambda: Deployment.unscoped.get(pk=deployment_id).state, 30, f"{name} to go cold",
-         until=lambda state: state == DeploymentState.COLD)
+    for pk in (deployment_id, *also_cold):
+        if Deployment.unscoped.get(pk=pk).state == DeploymentState.READY:
+            deployment_scale_to_zero(tenant=tenant, deployment_id=pk)
+        wait(lambda pk=pk: Deployment.unscoped.get(pk=pk).state, 30, f"{name} to go cold",
+             until=lambda state: state == DeploymentState.COLD)
     time.sleep(0.3)
     client = Client(stack.gateway_port, key)
     try:
@@ -230,11 +245,35 @@ def measure(stack: PlatformStack, tenant, key: str, ids: dict[str, int], args) -
     finally:
         client.close()
 
-    cold = {name: [] for name in (MODEL, GRAPH)}
+    executors = {}
+    for executor, name in EXECUTORS.items():
+        if executor == "fused":
+            executors[executor] = {"p50_ms": round(load[(GRAPH, 1)]["p50_ms"], 2),
+                                   "rps": round(load[(GRAPH, args.clients)]["rps"], 1)}
+            continue
+        request = build_request(stack.gateway_port, f"/v2/models/{name}/infer", body[GRAPH], None, key)
+        figures = {}
+        for clients in (1, args.clients):
+            stack.wait_quiet(60)
+            result = run_load(http_load(stack.gateway_port, request), clients, args.seconds, 1.0)
+            if result["errors"]:
+                raise SystemExit(f"{name} at {clients} clients: {result['errors']} errors {result['statuses']}")
+            figures["p50_ms" if clients == 1 else "rps"] = round(result["p50_ms" if clients == 1 else "rps"], 2)
+        executors[executor] = figures
+        print(f"  {executor:<9} p50 {figures['p50_ms']:.2f} ms, {figures['rps']:.0f} req/s at {args.clients} "
+              "clients", flush=True)
+
+    cold = {name: [] for name in (MODEL, *EXECUTORS.values())}
+    sharing = tuple(ids[EXECUTORS[e]] for e in ("ensemble", "bls"))
     for run in range(1, args.runs + 1):
-        for name in (MODEL, GRAPH):
-            cold[name].append(cold_start_ms(stack, tenant, ids[name], name, key, body[name]))
-        print(f"  cold start {run}: model {cold[MODEL][-1]:.0f} ms, graph {cold[GRAPH][-1]:.0f} ms", flush=True)
+        for name in cold:
+            others = tuple(pk for pk in sharing if pk != ids[name]) if ids[name] in sharing else ()
+            request_body = body[MODEL if name == MODEL else GRAPH]
+            cold[name].append(cold_start_ms(stack, tenant, ids[name], name, key, request_body, also_cold=others))
+        print(f"  cold start {run}: model {cold[MODEL][-1]:.0f} ms, "
+              + ", ".join(f"{e} {cold[n][-1]:.0f} ms" for e, n in EXECUTORS.items()), flush=True)
+    for executor, name in EXECUTORS.items():
+        executors[executor]["cold_ms"] = round(statistics.median(cold[name]), 1)
 
     def ms(values: list[float]) -> float:
         return round(statistics.median(values) * 1000, 2)
@@ -255,6 +294,7 @@ def measure(stack: PlatformStack, tenant, key: str, ids: dict[str, int], args) -
         "speedup_vs_client_chain": round(figures["chain_p50_ms"] / figures["graph_call_p50_ms"], 3),
         "coldstart_ratio_vs_largest_model": round(figures["graph_cold_ms"] / figures["model_cold_ms"], 3),
         **figures,
+        "executors": executors,
         "clients": args.clients, "seconds": args.seconds, "runs": args.runs, "tensors": "json",
     }
 
@@ -269,6 +309,9 @@ def report(result: dict) -> None:
     print(f"{'p50 of one request, one call at a time, ms':<48}{'':>12}{result['graph_call_p50_ms']:>12.2f}")
     print(f"{'  the same, the client chaining the steps, ms':<48}{'':>12}{result['chain_p50_ms']:>12.2f}"
           f"  ({result['chain_calls']} calls)")
+    print(f"\n{'the same graph, by executor':<48}{'p50 ms':>12}{'req/s':>12}{'cold ms':>12}")
+    for executor, figures in result["executors"].items():
+        print(f"{executor:<48}{figures['p50_ms']:>12.2f}{figures['rps']:>12.1f}{figures['cold_ms']:>12.1f}")
     print(f"\n{'goal':<48}{'figure':>10}{'bound':>10}  verdict")
     for key, (what, bound, at_most) in GOALS.items():
         value = result[key]

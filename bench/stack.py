@@ -199,7 +199,7 @@ class PlatformStack:
         url = f"http://127.0.0.1:{http_port}"
         wait_http(f"{url}/v2/health/ready", 60, proc, self.workdir / f"{name}.log")
         TritonServer.objects.update_or_create(name=name, defaults={
-            "http_url": url, "grpc_url": f"127.0.0.1:{grpc_port}",
+            "http_url": url, "grpc_url": f"127.0.0.1:{grpc_port}", "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "repository_path": str(Path(settings.TRITON_VAR_DIR) / name / "models"), "backends": ["python"],
             "enabled": True, "healthy": True, "memory_mb": memory_mb,
         })
@@ -220,6 +220,7 @@ class PlatformStack:
             defaults={
                 "http_url": self.triton_url,
                 "grpc_url": f"127.0.0.1:{self.triton_grpc_port}",
+                "metrics_url": f"http://127.0.0.1:{self.triton_metrics_port}/metrics",
                 "repository_path": str(self.triton_repository),
                 "backends": ["python"],
                 "enabled": True,

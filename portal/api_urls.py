@@ -23,7 +23,7 @@ from tenants.api_quotas.overview import QuotaOverviewView
 from tenants.api_quotas.plans import PlanDetailView, PlanListView, TenantPlanView
 from tenants.api_quotas.quotas import QuotaDetailView, QuotaListView
 from tenants.api_quotas.scope_limits import DeploymentLimitsView, KeyLimitsView
-from workers.api import DeploymentDetailView, DeploymentListView, DeploymentUnloadView
+from workers.api import DeploymentDetailView, DeploymentListView, DeploymentNodesView, DeploymentUnloadView
 
 urlpatterns = [
     path("tenant", TenantView.as_view(), name="api-tenant"),
@@ -44,6 +44,7 @@ urlpatterns = [
     path("deployments", DeploymentListView.as_view(), name="api-deployments"),
     path("deployments/<int:deployment_id>", DeploymentDetailView.as_view(), name="api-deployment"),
     path("deployments/<int:deployment_id>/unload", DeploymentUnloadView.as_view(), name="api-deployment-unload"),
+    path("deployments/<int:deployment_id>/nodes", DeploymentNodesView.as_view(), name="api-deployment-nodes"),
     path("deployments/<int:deployment_id>/limits", DeploymentLimitsView.as_view(), name="api-deployment-limits"),
     path("quotas", QuotaOverviewView.as_view(), name="api-quotas"),
     path("usage", UsageListView.as_view(), name="api-usage"),

@@ -152,6 +152,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Triton: where locally started servers keep their model repositories.
 TRITON_VAR_DIR = Path(os.environ.get("TRITON_VAR_DIR", VAR_DIR / "triton"))
 TRITON_LOAD_TIMEOUT_S = float(os.environ.get("TRITON_LOAD_TIMEOUT_S", 120))
+# The `auto` executor fuses a graph into one ONNX model while the model versions it names
+# weigh at most this much together; heavier graphs run their steps as shared Triton models.
+GRAPH_FUSE_MAX_MB = float(os.environ.get("GRAPH_FUSE_MAX_MB", 64))
 # The autoscaler (workers/autoscaler.py): how often it runs, how long a minute of the
 # keep-alive policies' clock lasts (60; a time-compressed trace replay shortens it), how
 # long lower demand must last before instances are removed, and how long a deployment

@@ -3,8 +3,10 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from gateway.contract.errors import NotFound
 from portal.api_base import ErrorSerializer, TenantAPIView, query_data, with_errors
 from tenants.models import Hardware
+from workers.graph_status import deployment_graph_status
 from workers.models import Deployment, Executor, KeepAlive
 from workers.selectors import coldstart_stats, deployment_get, deployment_list
 from workers.services import (
@@ -125,6 +127,13 @@ class DeploymentCreateSerializer(ScalingSerializer):
                                                    "max_instances defaults to it. Your plan sets the most")
     hardware = serializers.ChoiceField(choices=Hardware.choices, default=Hardware.CPU,
                                        help_text="Where it runs; your plan says which hardware it includes")
+    executor = serializers.ChoiceField(
+        choices=["auto", "fused", "ensemble", "bls"], default="auto",
+        help_text="How a graph version runs: `fused` into one ONNX model (one hop, fastest; each graph holds its own "
+                  "copy of the weights), `ensemble` (its steps as Triton models shared with other graphs; no switch), "
+                  "`bls` (the same, under an orchestrator that also runs switches and skips an untaken branch), or "
+                  "`auto`: fused while its models weigh at most GRAPH_FUSE_MAX_MB (64 MB), else ensemble, or bls "
+                  "for a graph with a switch. Model versions take only `auto`")
 
     def validate(self, data):
         # Naming neither reads as it always did: model_version is the usual target.
@@ -174,6 +183,7 @@ class DeploymentListView(TenantAPIView):
         deployment = deployment_create(tenant=self.tenant, model_version_id=data.pop("model_version", None),
                                        graph_version_id=data.pop("graph_version", None), name=data.pop("name"),
                                        instances=data.pop("instances", None), hardware=data.pop("hardware"),
+                                       executor=data.pop("executor"),
                                        actor=self.actor, **data)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment.pk)
         return Response(serialized(deployment), status=status.HTTP_202_ACCEPTED)
@@ -220,3 +230,53 @@ class DeploymentUnloadView(TenantAPIView):
         deployment_scale_to_zero(tenant=self.tenant, deployment_id=deployment_id)
         deployment = deployment_get(tenant=self.tenant, deployment_id=deployment_id)
         return Response(serialized(deployment), status=status.HTTP_202_ACCEPTED)
+
+
+class GraphUnitSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The node it runs, or its nodes joined by '+' for a fused group")
+    kind = serializers.ChoiceField(choices=["fused", "model", "segment", "ensemble", "orchestrator"],
+                                   help_text="fused: the whole graph in one model; model: a model node; segment: a "
+                                             "group of built-in ops fused into one model; ensemble / orchestrator: "
+                                             "the model that runs the others")
+    nodes = serializers.ListField(child=serializers.CharField())
+    state = serializers.ChoiceField(choices=["loaded", "loading", "cold", "failed"])
+    calls = serializers.IntegerField(help_text="Successful executions (Triton's statistics, cumulative)")
+    failures = serializers.IntegerField()
+    success_ns = serializers.IntegerField(help_text="Total time of the successful executions, ns")
+    mean_ms = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True, help_text="Triton's median request latency over its recent "
+                                                               "window; null before any call")
+    shared = serializers.BooleanField(help_text="Loaded once for several deployments: its statistics count all")
+
+
+class GraphNodeStateSerializer(serializers.Serializer):
+    unit = serializers.CharField()
+    state = serializers.CharField()
+    fused = serializers.BooleanField(help_text="Runs in one Triton model with other nodes")
+
+
+class GraphStatusSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField()
+    executor = serializers.CharField()
+    state = serializers.CharField()
+    units = GraphUnitSerializer(many=True)
+    nodes = serializers.DictField(child=GraphNodeStateSerializer())
+
+
+class DeploymentNodesView(TenantAPIView):
+    @extend_schema(responses=with_errors({200: GraphStatusSerializer}, 404),
+                   summary="A graph deployment's nodes: where each runs, its state and Triton's statistics",
+                   examples=[OpenApiExample("A fused graph", response_only=True, value={
+                       "deployment": 12, "executor": "fused", "state": "ready",
+                       "units": [{"name": "fused", "kind": "fused", "nodes": ["prep", "clf", "top"],
+                                  "state": "loaded", "calls": 10, "failures": 0, "success_ns": 13000000,
+                                  "mean_ms": 1.3, "p50_ms": 1.2, "shared": False}],
+                       "nodes": {"prep": {"unit": "fused", "state": "loaded", "fused": True}}})],
+                   description="404 for a model deployment or another tenant's. Calls, failures and times are "
+                   "Triton's cumulative statistics for each unit: the difference between two reads is what "
+                   "happened in between.")
+    def get(self, request, deployment_id: int):
+        deployment = deployment_get(tenant=self.tenant, deployment_id=deployment_id)
+        if not deployment.is_graph:
+            raise NotFound("This deployment serves a model version, not a graph.")
+        return Response(deployment_graph_status(deployment))

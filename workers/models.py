@@ -16,6 +16,8 @@ class TritonServer(models.Model):
     name = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     http_url = models.URLField(help_text="e.g. http://127.0.0.1:8100")
     grpc_url = models.CharField(max_length=200, blank=True, help_text="host:port of the gRPC endpoint")
+    metrics_url = models.URLField(blank=True, help_text="Its Prometheus metrics, e.g. http://127.0.0.1:8102/metrics "
+                                                        "(latency percentiles per model); blank when it has none")
     repository_path = models.CharField(
         max_length=500, help_text="The server's model repository, as the workers see it (they write entries here)"
     )
@@ -63,6 +65,11 @@ class KeepAlive(models.TextChoices):
 class Executor(models.TextChoices):
     MODEL = "model", "The model version's file"
     FUSED = "fused", "The graph fused into one ONNX model"
+    ENSEMBLE = "ensemble", "A Triton ensemble over the graph's steps"
+    BLS = "bls", "A BLS orchestrator (Python backend) calling the graph's steps"
+
+
+GRAPH_EXECUTORS = (Executor.FUSED, Executor.ENSEMBLE, Executor.BLS)
 
 
 class Deployment(TenantOwned):
@@ -77,8 +84,9 @@ class Deployment(TenantOwned):
     graph_version = models.ForeignKey("graph_editor.GraphVersion", on_delete=models.PROTECT,
                                       related_name="deployments", null=True, blank=True)
     executor = models.CharField(max_length=8, choices=Executor.choices, default=Executor.MODEL,
-                                help_text="How Triton runs it: a model version's file, or a graph fused into one "
-                                          "ONNX model (one session for the whole graph)")
+                                help_text="How Triton runs it: a model version's file; a graph fused into one "
+                                          "ONNX model (one session for the whole graph), or its steps as models of "
+                                          "their own under an ensemble or a BLS orchestrator")
     state = models.CharField(max_length=16, choices=DeploymentState.choices, default=DeploymentState.PENDING)
     instances = models.PositiveSmallIntegerField(
         default=1, help_text="Triton model instances per replica now; the autoscaler moves it within "
@@ -168,6 +176,16 @@ class Deployment(TenantOwned):
         return Path(settings.MODEL_STORAGE_DIR) / "fused" / f"d{self.pk}.onnx"
 
     @property
+    def compiled_dir(self) -> Path:
+        """Where a graph deployment's units are compiled, once (workers/services/units.py)."""
+        return Path(settings.MODEL_STORAGE_DIR) / "compiled" / f"d{self.pk}"
+
+    @property
+    def runs_units(self) -> bool:
+        """Its graph's steps are Triton models of their own, shared between deployments."""
+        return self.executor in (Executor.ENSEMBLE, Executor.BLS)
+
+    @property
     def server(self) -> TritonServer | None:
         """The server of its first ready replica (None when it has none)."""
         for replica in self.replicas_ready():
@@ -209,3 +227,24 @@ class Replica(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment.triton_name} on {self.server.name} [{self.state}]"
+
+
+class UnitHold(models.Model):
+    """A deployment that needs one of a graph's units (a model version or a fused group of
+    ops, a Triton model of its own) loaded on a server. A unit is loaded once per server,
+    by its first holder, and unloaded when its last holder lets go: Triton itself would
+    not keep it for another graph (unloading a composing model unloads every ensemble
+    using it, server#4828)."""
+
+    server = models.ForeignKey(TritonServer, on_delete=models.CASCADE, related_name="unit_holds")
+    triton_name = models.CharField(max_length=200)
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="unit_holds")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "triton_name", "deployment"],
+                                               name="unit_hold_unique")]
+        indexes = [models.Index(fields=["server", "triton_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.triton_name} on {self.server_id} for deployment {self.deployment_id}"

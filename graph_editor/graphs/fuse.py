@@ -129,11 +129,58 @@ def _opset_imports(models: list[onnx.ModelProto], target: int) -> list:
     return [helper.make_opsetid(domain, version) for domain, version in versions.items()]
 
 
-def _tensor(source_ref: str, input_nodes: set[str]) -> str:
-    """The fused graph's tensor for "<node>.<port>": a graph input by its own name, a step's
-    output by its prefixed one."""
+def _tensor(source_ref: str, named: dict[str, str]) -> str:
+    """The fused graph's tensor for "<node>.<port>": a tensor it takes (a graph input, or
+    what a segment reads from outside) by the name it is given, a step's output by its
+    prefixed one."""
+    if source_ref in named:
+        return named[source_ref]
     node, port = source_ref.split(".", 1)
-    return port if node in input_nodes else f"{node}{SEPARATOR}{port}"
+    return f"{node}{SEPARATOR}{port}"
+
+
+def steps_assemble(*, steps: list[Step], models: list[onnx.ModelProto], named: dict[str, str],
+                   inputs: list, outputs: list[tuple[str, str, TensorType]]):
+    """The nodes, initializers and value infos of `steps` (run order) joined into one
+    GraphProto. `named`: "<node>.<port>" refs it takes as inputs -> their tensor names;
+    `inputs`: their ValueInfoProtos; `outputs`: (name, the ref it is, its type)."""
+    nodes, initializers, sparse, value_info, functions = [], [], [], [], []
+    for step, model in zip(steps, models, strict=True):
+        prefix = f"{step.node}{SEPARATOR}"
+        model = compose.add_prefix(model, prefix, rename_functions=True)
+        for port, source in step.feeds.items():
+            nodes.append(helper.make_node("Identity", [_tensor(source, named)], [prefix + port],
+                                          name=f"{prefix}in:{port}"))
+        nodes.extend(model.graph.node)
+        initializers.extend(model.graph.initializer)
+        sparse.extend(model.graph.sparse_initializer)
+        value_info.extend(model.graph.value_info)
+        functions.extend(model.functions)
+    graph_outputs = []
+    for name, ref, tensor_type in outputs:
+        nodes.append(helper.make_node("Identity", [_tensor(ref, named)], [name], name=f"out:{name}"))
+        graph_outputs.append(tensor_type.value_info(name))
+    graph = helper.make_graph(nodes, "graph", inputs, graph_outputs, initializer=initializers,
+                              sparse_initializer=sparse, value_info=value_info)
+    return graph, functions
+
+
+def steps_model(steps: list[Step], *, named: dict[str, str], inputs: list,
+                outputs: list[tuple[str, str, TensorType]]) -> tuple[onnx.ModelProto, int, list[str]]:
+    """`steps` as one checked ONNX model, at the highest opset among them; with the opset
+    and the steps whose opset was raised. Raise PlatformError (unfusable)."""
+    target = max([OPSET] + [_opset(step.model) for step in steps])
+    upgraded = [step.node for step in steps if _opset(step.model) < target]
+    models = [_upgraded(step, target) if step.node in upgraded else step.model for step in steps]
+    graph, functions = steps_assemble(steps=steps, models=models, named=named, inputs=inputs, outputs=outputs)
+    opsets = _opset_imports(models, target)
+    fused = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER, functions=functions)
+    fused.ir_version = max([helper.find_min_ir_version_for(opsets)] + [m.ir_version for m in models])
+    try:
+        onnx.checker.check_model(fused, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise PlatformError(f"the graph's steps do not fit in one ONNX model: {exc}", code="unfusable") from None
+    return fused, target, upgraded
 
 
 def graph_fuse(*, tenant, spec) -> FusedGraph:
@@ -143,45 +190,16 @@ def graph_fuse(*, tenant, spec) -> FusedGraph:
     raise)."""
     check, steps = graph_steps(tenant=tenant, spec=spec)
     parsed = spec_parse(spec)
-    input_nodes = {n.id for n in parsed.nodes.values() if n.kind == "input"}
-    target = max([OPSET] + [_opset(step.model) for step in steps])
-    upgraded = [step.node for step in steps if _opset(step.model) < target]
-    models = [_upgraded(step, target) if step.node in upgraded else step.model for step in steps]
-
-    nodes, initializers, sparse, value_info, functions = [], [], [], [], []
-    for step, model in zip(steps, models, strict=True):
-        prefix = f"{step.node}{SEPARATOR}"
-        model = compose.add_prefix(model, prefix, rename_functions=True)
-        for port, source in step.feeds.items():
-            nodes.append(helper.make_node("Identity", [_tensor(source, input_nodes)], [prefix + port],
-                                          name=f"{prefix}in:{port}"))
-        nodes.extend(model.graph.node)
-        initializers.extend(model.graph.initializer)
-        sparse.extend(model.graph.sparse_initializer)
-        value_info.extend(model.graph.value_info)
-        functions.extend(model.functions)
-
-    graph_inputs = [_tensor_type(check.ports[f"{node.id}.{name}"]).value_info(name)
-                    for node in parsed.nodes.values() if node.kind == "input" for name, _ in node.tensors]
-    graph_outputs = []
-    taken = {value.name for value in graph_inputs}
+    named = {f"{node.id}.{name}": name for node in parsed.nodes.values() if node.kind == "input"
+             for name, _ in node.tensors}
+    graph_inputs = [_tensor_type(check.ports[ref]).value_info(name) for ref, name in named.items()]
+    outputs = []
     for edge in (e for node in parsed.nodes.values() if node.kind == "output" for e in parsed.edges
                  if e.target == node.id):
-        name = edge.target_port
-        if name in taken:
-            raise PlatformError(f"graph output '{name}' has the name of a graph input: rename it", code="unfusable")
-        nodes.append(helper.make_node("Identity", [_tensor(edge.source_ref, input_nodes)], [name],
-                                      name=f"{edge.target}{SEPARATOR}out:{name}"))
-        graph_outputs.append(_tensor_type(check.ports[edge.target_ref]).value_info(name))
-
-    graph = helper.make_graph(nodes, "graph", graph_inputs, graph_outputs, initializer=initializers,
-                              sparse_initializer=sparse, value_info=value_info)
-    opsets = _opset_imports(models, target)
-    fused = helper.make_model(graph, opset_imports=opsets, producer_name=PRODUCER, functions=functions)
-    fused.ir_version = max([helper.find_min_ir_version_for(opsets)] + [m.ir_version for m in models])
-    try:
-        onnx.checker.check_model(fused, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise PlatformError(f"the graph's steps do not fit in one ONNX model: {exc}", code="unfusable") from None
+        if edge.target_port in named.values():
+            raise PlatformError(f"graph output '{edge.target_port}' has the name of a graph input: rename it",
+                                code="unfusable")
+        outputs.append((edge.target_port, edge.source_ref, _tensor_type(check.ports[edge.target_ref])))
+    fused, target, upgraded = steps_model(steps, named=named, inputs=graph_inputs, outputs=outputs)
     return FusedGraph(model=fused, steps=[step.node for step in steps], inputs=check.inputs, outputs=check.outputs,
                       opset=target, upgraded=upgraded)

@@ -2,17 +2,19 @@
 version or of a graph version), change its settings, retry a failed one, undeploy it,
 unload it now. Each writes in one transaction and queues the work for Triton
 (workers/services/lifecycle.py) after commit."""
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from gateway.contract.errors import Conflict, NotFound, PlatformError, validation_message
+from graph_editor.graphs.plan import ensemble_refusal, graph_plan
 from graph_editor.graphs.validate import graph_validate
 from graph_editor.models import GraphVersion, ModelVersion
 from tenants.audit import audit_record
 from tenants.models import Tenant, slug_name_clean
 from workers import queue
 from workers.capacity import deployment_instances_reserved, quota_check_deployment
-from workers.models import Deployment, DeploymentState, Executor
+from workers.models import GRAPH_EXECUTORS, Deployment, DeploymentState, Executor
 from workers.services.publish import deployment_publish, deployment_state_set
 from workers.services.scaling import scaling_defaults, scaling_validate, whole_number_check
 
@@ -24,9 +26,39 @@ def _quota_check(tenant: Tenant, deployment: Deployment, exclude: int | None = N
                            max_instances=deployment.max_instances)
 
 
-def _target(tenant: Tenant, model_version_id: int | None, graph_version_id: int | None) -> dict:
+EXECUTOR_CHOICES = ("auto", *GRAPH_EXECUTORS)
+
+
+def graph_executor_choose(*, tenant: Tenant, graph_version: GraphVersion, requested: str) -> str:
+    """The executor a graph version is served with. `auto`: fused into one ONNX model
+    while the model versions it names weigh at most GRAPH_FUSE_MAX_MB together (one hop,
+    the fastest; each graph then holds its own copy of the weights), else its steps as
+    shared Triton models: an ensemble, or a BLS orchestrator when the graph has a switch
+    (an ensemble has no conditionals). README "How a graph is executed" has the figures.
+    A named executor that cannot run the graph is a 400 (invalid_executor)."""
+    if requested not in EXECUTOR_CHOICES:
+        raise PlatformError(f"Unknown executor {requested!r}: choose one of {', '.join(EXECUTOR_CHOICES)}.",
+                            code="invalid_executor")
+    if requested == Executor.FUSED:
+        return requested
+    if requested == "auto":
+        ids = {n.get("model_version") for n in graph_version.spec.get("nodes", []) if n.get("kind") == "model"}
+        weights = sum(ModelVersion.objects.for_tenant(tenant).filter(pk__in=ids).values_list("size_bytes", flat=True))
+        if weights <= settings.GRAPH_FUSE_MAX_MB * 2**20:
+            return Executor.FUSED
+    plan = graph_plan(tenant=tenant, spec=graph_version.spec)
+    reason = ensemble_refusal(plan)
+    if requested == "auto":
+        return Executor.BLS if reason else Executor.ENSEMBLE
+    if requested == Executor.ENSEMBLE and reason:
+        raise PlatformError(f"This graph cannot be served as an ensemble: {reason}.", code="invalid_executor")
+    return requested
+
+
+def _target(tenant: Tenant, model_version_id: int | None, graph_version_id: int | None,
+            executor: str = "auto") -> dict:
     """The deployment's target fields for one of the tenant's model versions or graph
-    versions (exactly one is named); a graph is served fused into one ONNX model."""
+    versions (exactly one is named), with the executor that serves it."""
     if (model_version_id is None) == (graph_version_id is None):
         raise PlatformError("Deploy either a model version or a graph version: name exactly one.",
                             code="invalid_target")
@@ -34,6 +66,9 @@ def _target(tenant: Tenant, model_version_id: int | None, graph_version_id: int 
         version = ModelVersion.objects.for_tenant(tenant).select_related("model").filter(pk=model_version_id).first()
         if version is None:
             raise NotFound("No such model version in this tenant.")
+        if executor not in ("auto", Executor.MODEL):
+            raise PlatformError("`executor` applies to graph versions; a model version is served as it is.",
+                                code="invalid_executor")
         return {"model_version": version, "executor": Executor.MODEL}
     graph_version = (GraphVersion.objects.for_tenant(tenant).select_related("graph")
                      .filter(pk=graph_version_id).first())
@@ -44,18 +79,19 @@ def _target(tenant: Tenant, model_version_id: int | None, graph_version_id: int 
     if not check.valid:
         raise PlatformError(f"This graph version can no longer be deployed: {check.errors[0].message}",
                             code="invalid_graph")
-    return {"graph_version": graph_version, "executor": Executor.FUSED}
+    return {"graph_version": graph_version,
+            "executor": graph_executor_choose(tenant=tenant, graph_version=graph_version, requested=executor)}
 
 
 def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, graph_version_id: int | None = None,
                       name: str = "", instances: int | None = None, hardware: str = "cpu", actor=None,
-                      **scaling) -> Deployment:
+                      executor: str = "auto", **scaling) -> Deployment:
     """Record a deployment of one of the tenant's model versions or graph versions (exactly
     one) and queue its load, within the tenant's deploy-time limits. `scaling` takes any of
     min_instances, max_instances, replicas, keepalive, keepalive_idle_s, max_batch_size,
     max_queue_delay_us, preferred_batch_sizes; the rest come from the target. `instances`
     is how many to start with (default max(1, min_instances)); max_instances defaults to it."""
-    target = _target(tenant, model_version_id, graph_version_id)
+    target = _target(tenant, model_version_id, graph_version_id, executor)
     deployment = Deployment(tenant=tenant, **target)
     default_name = deployment.graph_version.graph.name if deployment.is_graph else deployment.model_version.model.name
     name = slug_name_clean(name or default_name, what="deployment")
@@ -91,7 +127,8 @@ def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, gr
             raise PlatformError(validation_message(exc), code="invalid_deployment") from None
         _quota_check(tenant, deployment)
         deployment.save()
-        target_ids = ({"graph_version": deployment.graph_version_id} if deployment.is_graph
+        target_ids = ({"graph_version": deployment.graph_version_id, "executor": deployment.executor}
+                      if deployment.is_graph
                       else {"model_version": deployment.model_version_id})
         audit_record(event_type="deployment.created", target=deployment,
                      new={**target_ids, "hardware": hardware, "instances": start, **values})

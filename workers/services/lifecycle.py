@@ -7,22 +7,19 @@ cold one (scaled to zero) has none, and its route stays in the gateway's directo
 that a call wakes it (the gateway holds the call and queues `deployment_wake`)."""
 import logging
 import time
-from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from gateway.contract.errors import PlatformError
 from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer
-from workers.services.fused import deployment_onnx_path, fused_remove
-from workers.services.placement import replica_memory_mb, server_pick
+from workers.services.placement import server_pick
 from workers.services.publish import deployment_publish, deployment_state_set
-from workers.services.replicas import replica_remove, triton_model_remove
+from workers.services.replicas import replica_remove
 from workers.services.servers import measured_memory_mb
-from workers.services.triton_config import deployment_config_pbtxt
+from workers.services.targets import compiled_files_remove, replica_triton_load, replica_triton_remove
+from workers.services.triton_config import replica_memory_mb
 from workers.triton import client as triton
-from workers.triton.repository import entry_remove, entry_write
 
 log = logging.getLogger(__name__)
 
@@ -101,26 +98,22 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
     """Write the entry and load one replica. False when the deployment is done with
     (failed, undeployed, scaled down); True when the caller should go on placing."""
     server = replica.server
-    repository = Path(server.repository_path)
     try:
-        entry_write(repository=repository, triton_name=deployment.triton_name,
-                    onnx_path=deployment_onnx_path(deployment),
-                    config=deployment_config_pbtxt(deployment, server, replica.instances,
-                                                   replica.memory_mb / max(replica.instances, 1)),
-                    native_onnx="onnxruntime" in server.backends)
-        seconds = triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
+        seconds = replica_triton_load(deployment, server, replica.instances,
+                                      replica.memory_mb / max(replica.instances, 1))
     except PlatformError as exc:
-        log.warning("deployment %s: its graph cannot be fused: %s", deployment.pk, exc.message)
+        log.warning("deployment %s: its graph cannot be compiled: %s", deployment.pk, exc.message)
+        replica_triton_remove(deployment, server)
         return _replica_failed(deployment, replica, f"The graph could not be compiled: {exc.message}")
     except triton.TritonUnreachable as exc:
         log.warning("deployment %s on %s: %s; will retry", deployment.pk, server.name, exc)
         TritonServer.objects.filter(pk=server.pk).update(healthy=False)
-        entry_remove(repository=repository, triton_name=deployment.triton_name)
+        replica_triton_remove(deployment, server, alive=False)
         Replica.objects.filter(pk=replica.pk).delete()
         return True  # placed again, elsewhere, by the caller's next round
     except (triton.TritonError, OSError) as exc:
         log.warning("deployment %s failed to load: %s", deployment.pk, exc)
-        triton_model_remove(server, deployment.triton_name, repository)
+        replica_triton_remove(deployment, server)
         return _replica_failed(deployment, replica, f"Triton could not load the model: {exc}")
 
     with transaction.atomic():
@@ -130,7 +123,7 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
             # Undeployed or scaled down while loading: whoever did that owns the cleanup,
             # unless the replica row is already gone.
             if not Replica.objects.filter(pk=replica.pk).exists():
-                triton_model_remove(server, deployment.triton_name, repository)
+                replica_triton_remove(deployment, server)
             return False
         Replica.objects.filter(pk=replica.pk).update(state=ReplicaState.READY, loaded_at=timezone.now(),
                                                      load_seconds=round(seconds, 3))
@@ -179,8 +172,7 @@ def deployment_scale_down_run(*, deployment_id: int, reason: str) -> None:
         Replica.objects.filter(pk__in=[r.pk for r in replicas]).delete()
         deployment_state_set(deployment, DeploymentState.COLD, error="")
         for replica in replicas:
-            if replica.server.healthy:
-                triton_model_remove(replica.server, deployment.triton_name, Path(replica.server.repository_path))
+            replica_triton_remove(deployment, replica.server, alive=replica.server.healthy)
     log.info("deployment %s scaled to zero: %s", deployment_id, reason)
 
 
@@ -201,11 +193,7 @@ def deployment_reconfigure_run(*, deployment_id: int, instances: int | None = No
     for replica in replicas:
         server = replica.server
         try:
-            entry_write(repository=Path(server.repository_path), triton_name=deployment.triton_name,
-                        onnx_path=deployment_onnx_path(deployment),
-                        config=deployment_config_pbtxt(deployment, server, deployment.instances),
-                        native_onnx="onnxruntime" in server.backends)
-            triton.model_load(server.http_url, deployment.triton_name, timeout=settings.TRITON_LOAD_TIMEOUT_S)
+            replica_triton_load(deployment, server, deployment.instances)
         except (triton.TritonError, OSError, PlatformError) as exc:
             log.warning("reconfiguring %s on %s failed: %s", deployment.triton_name, server.name, exc)
             continue
@@ -222,13 +210,13 @@ def deployment_unload_run(*, deployment_id: int) -> None:
     if deployment is None or deployment.state != DeploymentState.UNLOADING:
         return
     for replica in deployment.replica_set.select_related("server"):
-        triton_model_remove(replica.server, deployment.triton_name, Path(replica.server.repository_path))
+        replica_triton_remove(deployment, replica.server, alive=replica.server.healthy)
     with transaction.atomic():
         current = Deployment.unscoped.select_for_update().get(pk=deployment_id)
         if current.state == DeploymentState.UNLOADING:
             current.replica_set.all().delete()
             deployment_state_set(current, DeploymentState.UNDEPLOYED)
-            transaction.on_commit(lambda: fused_remove(current))
+            transaction.on_commit(lambda: compiled_files_remove(current))
 
 
 def deployment_replicas_fit_run(*, deployment_id: int) -> None:

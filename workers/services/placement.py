@@ -1,29 +1,16 @@
 """Placement: which server takes a deployment's next replica, and which idle deployments
 are evicted (scaled to zero) to make room on it."""
 import logging
-import math
 
 from django.conf import settings
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from workers.capacity import model_memory_estimate_mb
 from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer
 from workers.services.replicas import replica_remove
 from workers.triton import client as triton
 
 log = logging.getLogger(__name__)
-
-
-def replica_memory_mb(deployment: Deployment, instances: int | None = None) -> int:
-    """What one replica is expected to hold: measured when it has been loaded (scaled to
-    the instance count), estimated from the weights it loads before."""
-    instances = instances or deployment.instances
-    if deployment.memory_mb:
-        loaded = deployment.replica_set.filter(state=ReplicaState.READY).values_list("instances", flat=True).first()
-        per_instance = deployment.memory_mb / max(loaded or deployment.instances, 1)
-        return max(1, math.ceil(per_instance * instances))
-    return model_memory_estimate_mb(size_bytes=deployment.target_size_bytes, instances=instances)
 
 
 def server_free_mb(server: TritonServer) -> int:

@@ -3,7 +3,7 @@ a restarted Triton or a failed load left behind."""
 from django.utils import timezone
 
 from workers import queue
-from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer
+from workers.models import Deployment, DeploymentState, Replica, ReplicaState, TritonServer, UnitHold
 from workers.services.replicas import replicas_lost
 from workers.triton import client as triton
 
@@ -23,8 +23,14 @@ def deployments_reconcile_run() -> list[int]:
             loaded = {m["name"] for m in triton.repository_index(server.http_url) if m.get("state") == "READY"}
         except triton.TritonError:
             continue
+        # A graph's replica also needs every unit it holds (server#4828: an ensemble goes
+        # when a composing model does, but an orchestrator would stay and fail its calls).
+        holds: dict[int, set[str]] = {}
+        for deployment_id, name in UnitHold.objects.filter(server=server).values_list("deployment_id", "triton_name"):
+            holds.setdefault(deployment_id, set()).add(name)
         stale_replicas = [r for r in Replica.objects.filter(server=server, state=ReplicaState.READY)
-                          .select_related("deployment", "server") if r.deployment.triton_name not in loaded]
+                          .select_related("deployment", "server")
+                          if r.deployment.triton_name not in loaded or holds.get(r.deployment_id, set()) - loaded]
         for deployment_id in replicas_lost(stale_replicas, reason=f"Server {server.name} no longer has it loaded"):
             queue.deployment_load(deployment_id)
             requeued.append(deployment_id)

@@ -1,25 +1,14 @@
 """Replicas that stop serving: one unloaded on purpose (eviction, fewer replicas asked
 for), and those a server lost (it died, or restarted without them)."""
 import logging
-from pathlib import Path
 
 from django.db import transaction
 
-from workers.models import Deployment, DeploymentState, Replica, TritonServer
+from workers.models import Deployment, DeploymentState, Replica, UnitHold
 from workers.services.publish import deployment_publish, deployment_state_set
-from workers.triton import client as triton
-from workers.triton.repository import entry_remove
+from workers.services.targets import replica_triton_remove
 
 log = logging.getLogger(__name__)
-
-
-def triton_model_remove(server: TritonServer, triton_name: str, repository: Path) -> None:
-    """Unload a model from a server and remove its entry from the server's repository."""
-    try:
-        triton.model_unload(server.http_url, triton_name)
-    except triton.TritonError as exc:
-        log.warning("unload of %s on %s failed: %s", triton_name, server.name, exc)
-    entry_remove(repository=repository, triton_name=triton_name)
 
 
 def replica_remove(replica: Replica, *, reason: str) -> None:
@@ -31,8 +20,7 @@ def replica_remove(replica: Replica, *, reason: str) -> None:
         deployment_state_set(deployment, DeploymentState.COLD, error="")
     else:
         deployment_publish(deployment)
-    if replica.server.healthy:
-        triton_model_remove(replica.server, deployment.triton_name, Path(replica.server.repository_path))
+    replica_triton_remove(deployment, replica.server, alive=replica.server.healthy)
     log.info("replica of %s on %s removed: %s", deployment.triton_name, replica.server.name, reason)
 
 
@@ -45,6 +33,7 @@ def replicas_lost(replicas: list[Replica], *, reason: str) -> list[int]:
         for replica in sorted(replicas, key=lambda r: r.deployment_id):
             deployment = Deployment.unscoped.select_for_update().get(pk=replica.deployment_id)
             Replica.objects.filter(pk=replica.pk).delete()
+            UnitHold.objects.filter(deployment=deployment, server=replica.server).delete()  # the server lost them
             log.warning("%s loses its replica on %s: %s", deployment.triton_name, replica.server.name, reason)
             if deployment.state not in (DeploymentState.READY, DeploymentState.LOADING):
                 continue

@@ -5,9 +5,20 @@ import math
 from django.conf import settings
 
 from tenants.quotas import quota_effective_value
-from workers.models import Deployment, TritonServer
-from workers.services.placement import replica_memory_mb
+from workers.capacity import model_memory_estimate_mb
+from workers.models import Deployment, ReplicaState, TritonServer
 from workers.triton.repository import config_pbtxt
+
+
+def replica_memory_mb(deployment: Deployment, instances: int | None = None) -> int:
+    """What one replica is expected to hold: measured when it has been loaded (scaled to
+    the instance count), estimated from the weights it loads before."""
+    instances = instances or deployment.instances
+    if deployment.memory_mb:
+        loaded = deployment.replica_set.filter(state=ReplicaState.READY).values_list("instances", flat=True).first()
+        per_instance = deployment.memory_mb / max(loaded or deployment.instances, 1)
+        return max(1, math.ceil(per_instance * instances))
+    return model_memory_estimate_mb(size_bytes=deployment.target_size_bytes, instances=instances)
 
 
 def memory_share_mb(deployment: Deployment, server: TritonServer, reserved_mb: float | None = None) -> int | None:

@@ -78,6 +78,9 @@ def server_command(*, repository: Path, backends: Path, bind: str, http_port: in
         f"--grpc-port={grpc_port}",
         f"--metrics-port={metrics_port}",
         "--allow-metrics=true",
+        # Per-model latency percentiles (nv_inference_request_summary_us), which the
+        # graph editor shows for each node.
+        "--metrics-config=summary_latencies=true",
         "--exit-timeout-secs=5",
         "--log-verbose=0",
     ]

@@ -74,16 +74,44 @@ def config_pbtxt(**fields) -> str:
     return config_text(model_config(**fields))
 
 
-def entry_write(*, repository: Path, triton_name: str, onnx_path: Path, config: str, native_onnx: bool) -> Path:
+def ensemble_config(*, triton_name: str, inputs: list[dict], outputs: list[dict], max_batch_size: int,
+                    steps: list[tuple[str, dict[str, str], dict[str, str]]]) -> mc.ModelConfig:
+    """A Triton ensemble over models already in the repository. `steps`: (model name, its
+    input tensor -> the ensemble tensor it reads, its output tensor -> the ensemble tensor
+    it writes), in any order; Triton runs each step once its inputs exist."""
+    batched = max_batch_size > 0
+    config = mc.ModelConfig(name=triton_name, platform="ensemble", max_batch_size=max_batch_size)
+    for spec in inputs:
+        _tensor(config.input.add(), spec, batched)
+    for spec in outputs:
+        _tensor(config.output.add(), spec, batched)
+    for model_name, input_map, output_map in steps:
+        step = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
+        step.input_map.update(input_map)
+        step.output_map.update(output_map)
+    return config
+
+
+def entry_write(*, repository: Path, triton_name: str, config: str, onnx_path: Path | None = None,
+                native_onnx: bool = False, files: dict[str, Path | bytes] | None = None) -> Path:
+    """Write `<triton_name>/config.pbtxt` and its version directory `1/`: the ONNX file
+    as model.onnx (with the Python runner beside it unless the server runs ONNX natively),
+    and any other `files` (name -> a file to copy, or the bytes)."""
     repository.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{triton_name}-", dir=repository))
     try:
         version_dir = staging / "1"
         version_dir.mkdir()
         (staging / "config.pbtxt").write_text(config)
-        shutil.copyfile(onnx_path, version_dir / "model.onnx")
-        if not native_onnx:
-            shutil.copyfile(RUNNER_SOURCE, version_dir / "model.py")
+        if onnx_path is not None:
+            shutil.copyfile(onnx_path, version_dir / "model.onnx")
+            if not native_onnx:
+                shutil.copyfile(RUNNER_SOURCE, version_dir / "model.py")
+        for name, content in (files or {}).items():
+            if isinstance(content, bytes):
+                (version_dir / name).write_bytes(content)
+            else:
+                shutil.copyfile(content, version_dir / name)
         staging.chmod(0o755)
         target = repository / triton_name
         if target.exists():

@@ -44,6 +44,7 @@ class Command(BaseCommand):
                 defaults={
                     "http_url": f"http://{host}:{http_port}",
                     "grpc_url": f"{host}:{grpc_port}",
+                    "metrics_url": f"http://{host}:{metrics_port}/metrics",
                     "repository_path": str(repository),
                     "backends": ["python"],
                     "enabled": True,
