@@ -29,8 +29,10 @@ async def read_body(receive) -> bytes:
 
 
 async def send_response(send, status: int, body: bytes, headers: list) -> None:
-    # An explicit length spares the server the chunked encoding it falls back to without one.
-    headers.append((b"content-length", str(len(body)).encode()))
+    # An explicit length spares the server the chunked encoding it falls back to without one;
+    # a 204 (a CORS preflight's answer) has no body and must not say its length.
+    if status != 204:
+        headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

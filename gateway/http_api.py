@@ -18,7 +18,7 @@ import json
 import logging
 import time
 
-from gateway import config
+from gateway import config, cors
 from gateway.admission import Admitted, Completion
 from gateway.core import SERVER_METADATA, core
 from gateway.errors import GatewayError, internal_error, kserve_body, unrecorded
@@ -112,21 +112,43 @@ def rename_model(payload: bytes, header_length: int | None, field: bytes, intern
 
 async def process(method: str, path: str, headers, body: bytes, request_id: bytes) -> Answer:
     """One gateway request, whatever server carries it; headers are (lower-case name,
-    value) pairs."""
+    value) pairs. A page on an allowed origin may read the answer (gateway/cors.py)."""
     try:
-        if path.startswith(MODELS_PREFIX):
-            return await process_model(method, path, headers, body, request_id)
-        plain = [(b"x-request-id", request_id), (b"content-type", JSON_TYPE)]
-        if path == "/v2/health/live":
-            return Answer(200, plain, b"")
-        if path == "/v2/health/ready":
-            await core.admission.ping()
-            return Answer(200, plain, b"")
-        if path == "/v2":
-            return Answer(200, plain, SERVER)
-        raise GatewayError(f"No such endpoint: {path}", code="not_found")
+        if method == "OPTIONS":
+            return preflight(path, headers, request_id)
+        answer = await route(method, path, headers, body, request_id)
     except GatewayError as exc:
-        return error_answer(exc, request_id)
+        answer = error_answer(exc, request_id)
+    if cors.ANSWER:
+        allowed = cors.for_answer(headers)
+        if allowed is not None:
+            answer.headers += allowed
+    return answer
+
+
+async def route(method: str, path: str, headers, body: bytes, request_id: bytes) -> Answer:
+    if path.startswith(MODELS_PREFIX):
+        return await process_model(method, path, headers, body, request_id)
+    plain = [(b"x-request-id", request_id), (b"content-type", JSON_TYPE)]
+    if path == "/v2/health/live":
+        return Answer(200, plain, b"")
+    if path == "/v2/health/ready":
+        await core.admission.ping()
+        return Answer(200, plain, b"")
+    if path == "/v2":
+        return Answer(200, plain, SERVER)
+    raise GatewayError(f"No such endpoint: {path}", code="not_found")
+
+
+def preflight(path: str, headers, request_id: bytes) -> Answer:
+    """A browser asks whether a page on its origin may call: answered before authentication."""
+    if not path.startswith("/v2"):
+        raise GatewayError(f"No such endpoint: {path}", code="not_found")
+    allowed = cors.for_preflight(headers)
+    if allowed is None:
+        raise GatewayError("Cross-origin calls are not allowed from this origin: the gateway allows the origins in "
+                           "GATEWAY_CORS_ORIGINS (by default the portal's).", code="permission_denied")
+    return Answer(204, [(b"x-request-id", request_id), *allowed], b"")
 
 
 async def process_model(method: str, path: str, headers_in, body: bytes, request_id: bytes) -> Answer:

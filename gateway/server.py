@@ -23,12 +23,13 @@ from gateway.errors import GatewayError, internal_error
 from gateway.http_api import error_response, process, unrecorded_answer
 
 log = logging.getLogger("gateway.server")
-REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found",
-           405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large", 414: b"URI Too Long",
-           429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 499: b"Client Closed Request",
-           500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
+REASONS = {200: b"OK", 204: b"No Content", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+           404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Payload Too Large",
+           414: b"URI Too Long", 429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
+           499: b"Client Closed Request", 500: b"Internal Server Error", 502: b"Bad Gateway",
+           503: b"Service Unavailable"}
 # Request headers `process` reads; the others are not kept.
-KEPT = frozenset((b"authorization", b"content-type", b"inference-header-content-length"))
+KEPT = frozenset((b"authorization", b"content-type", b"inference-header-content-length", b"origin"))
 MAX_QUEUED = 32  # pipelined requests held per connection before reading pauses
 # A request line is its method, its target and " HTTP/1.1" after a space; the shortest method is 3 bytes.
 LINE_OVERHEAD = len(b"  HTTP/1.1")
@@ -83,7 +84,8 @@ def response_bytes(status: int, headers: list, body: bytes, keep_alive: bool) ->
     head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))]
     for name, value in headers:
         head.append(name + b": " + value + b"\r\n")
-    head.append(b"content-length: %d\r\n" % len(body))
+    if status != 204:  # a CORS preflight's answer, which has no body and must not say its length
+        head.append(b"content-length: %d\r\n" % len(body))
     if not keep_alive:
         head.append(b"connection: close\r\n")
     head.append(b"\r\n")

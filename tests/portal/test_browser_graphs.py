@@ -27,7 +27,7 @@ BUNDLE = Path(__file__).resolve().parents[2] / "frontend" / "dist" / "platform.j
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
     """This module's screenshots, replaced on each run (other browser tests keep theirs)."""
-    for old in ARTIFACTS.glob("graph-*.png"):
+    for old in ARTIFACTS.glob("graph-[0-9]*.png"):
         old.unlink()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS

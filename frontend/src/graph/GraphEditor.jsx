@@ -6,7 +6,11 @@ import {
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import ConnectionHint, { connectionEnds } from "./ConnectionHint.jsx";
 import { EditorContext } from "./EditorContext.js";
+import { createGateway } from "./gateway.js";
 import { useCatalogue } from "./hooks/useCatalogue.js";
+import { useDeploymentEvents } from "./hooks/useDeploymentEvents.js";
+import { useDeployments } from "./hooks/useDeployments.js";
+import { useNodeStatus } from "./hooks/useNodeStatus.js";
 import { useShortcuts } from "./hooks/useShortcuts.js";
 import { useValidation } from "./hooks/useValidation.js";
 import { useVersionDiff } from "./hooks/useVersionDiff.js";
@@ -21,12 +25,16 @@ import { autoLayout } from "./lib/layout.js";
 import { nodeFromPalette } from "./lib/palette.js";
 import { dtypeColour, mergedPortTypes, portAccepts, portsByNode } from "./lib/ports.js";
 import { flowToSpec, specFromJson, specToFlow } from "./lib/spec.js";
+import { nodeStatuses, statusesFromDeployment } from "./lib/status.js";
 import { nodeTypes } from "./nodes/index.js";
 import DiffPanel from "./panels/DiffPanel.jsx";
+import DeployDialog from "./panels/DeployDialog.jsx";
+import DeploymentPanel from "./panels/DeploymentPanel.jsx";
 import { HelpDialog, JsonDialog, SaveDialog } from "./panels/Dialogs.jsx";
 import Inspector from "./panels/Inspector.jsx";
 import Palette, { PALETTE_MIME } from "./panels/Palette.jsx";
 import ProblemsPanel from "./panels/ProblemsPanel.jsx";
+import TryItPanel from "./panels/TryItPanel.jsx";
 import VersionsPanel from "./panels/VersionsPanel.jsx";
 import Toolbar from "./Toolbar.jsx";
 
@@ -54,7 +62,7 @@ export default function GraphEditor(props) {
   );
 }
 
-function Editor({ api, graphId, graphName, canEdit }) {
+function Editor({ api, graphId, graphName, canEdit, gatewayUrl, keysUrl }) {
   const readOnly = !canEdit;
   const flow = useReactFlow();
   const canvas = useRef(null);
@@ -71,6 +79,7 @@ function Editor({ api, graphId, graphName, canEdit }) {
   const [notice, setNotice] = useState(null);
   const [tab, setTab] = useState("node");
   const clipboard = useRef({ content: null, pastes: 0 });
+  const gateway = useMemo(() => createGateway(gatewayUrl), [gatewayUrl]);
 
   // Structure only (no positions): dragging a node does not re-run the validator.
   const structureKey = useMemo(() => JSON.stringify(flowToSpec(doc.nodes, doc.edges, { positions: false })),
@@ -92,8 +101,28 @@ function Editor({ api, graphId, graphName, canEdit }) {
   rules.current = { types, accepts };
   const issues = useMemo(() => (validation.result ? mapIssues(validation.result.errors, validation.result.edgeIds) : NO_ISSUES),
     [validation.result]);
-  const context = useMemo(() => ({ ports, types, issues, catalogue, readOnly, diff: null }),
-    [ports, types, issues, catalogue, readOnly]);
+
+  // The graph's deployments and the chosen one's live status: pushed over the websocket,
+  // polled over REST while it is down.
+  const { deployments, error: deploymentsError, apply: applyDeployment, add: addDeployment } = useDeployments(api, versions);
+  const [chosenDeployment, setChosenDeployment] = useState(null);
+  const deployment = deployments?.find((d) => d.id === chosenDeployment) ?? deployments?.[0] ?? null;
+  const deploymentId = deployment?.id ?? null;
+  const refreshNodes = useRef(NOOP);
+  const onDeploymentEvent = useCallback((event) => {
+    applyDeployment(event);
+    if (event?.id === deploymentId) refreshNodes.current();
+  }, [applyDeployment, deploymentId]);
+  const liveMode = useDeploymentEvents(onDeploymentEvent, { enabled: deploymentId !== null });
+  const nodeStatus = useNodeStatus(api, deploymentId, { mode: liveMode, onDeployment: applyDeployment });
+  refreshNodes.current = nodeStatus.refresh;
+  const nodesAnswer = nodeStatus.answer;
+  const nodeKinds = useMemo(() => doc.nodes.map((n) => ({ id: n.id, type: n.type })), [structureKey]);
+  const live = useMemo(() => (!deployment ? null : nodesAnswer ? nodeStatuses(nodesAnswer)
+    : statusesFromDeployment(deployment, nodeKinds)), [deployment?.state, deploymentId, nodesAnswer, nodeKinds]);
+
+  const context = useMemo(() => ({ ports, types, issues, catalogue, readOnly, diff: null, live }),
+    [ports, types, issues, catalogue, readOnly, live]);
 
   // A version diff draws on the same canvas from its own read-only nodes; the document, its
   // undo history and (once restored on close) the viewport stay as they were.
@@ -103,7 +132,7 @@ function Editor({ api, graphId, graphName, canEdit }) {
   const diffContext = useMemo(() => diffView && {
     ports: portsByNode(diffView.drawn, diffView.edges, catalogue),
     types: mergedPortTypes(diffView.drawn, catalogue, diffView.ports),
-    issues: NO_ISSUES, catalogue, readOnly: true, diff: diffView.marks,
+    issues: NO_ISSUES, catalogue, readOnly: true, diff: diffView.marks, live: null,
   }, [diffView?.drawn, diffView?.edges, diffView?.ports, diffView?.marks, catalogue]);
   const editorViewport = useRef(null);
   const updateNodeInternals = useUpdateNodeInternals();
@@ -275,11 +304,14 @@ function Editor({ api, graphId, graphName, canEdit }) {
       setSaveError(null);
       setDialog("save");
     },
+    deploy: () => (versions?.length ? setDialog("deploy")
+      : say("error", "Save a version first: a deployment serves a saved version.")),
+    tryIt: () => setTab("tryit"),
     escape: () => (dialog ? setDialog(null) : diffing ? closeDiff() : dispatch({ type: "edit",
       edit: (d) => ({ nodes: d.nodes.map((n) => ({ ...n, selected: false })), edges: d.edges.map((e) => ({ ...e, selected: false })) }) })),
   };
   const allowed = diffing ? ["fit", "help", "escape"]
-    : readOnly ? ["selectAll", "fit", "json", "help", "escape"] : Object.keys(actions);
+    : readOnly ? ["selectAll", "fit", "json", "help", "escape", "tryIt"] : Object.keys(actions);
   useShortcuts(Object.fromEntries(allowed.filter((name) => !dialog || name === "escape" || name === "help")
     .map((name) => [name, actions[name]])));
 
@@ -305,12 +337,12 @@ function Editor({ api, graphId, graphName, canEdit }) {
     <EditorContext.Provider value={diffContext ?? context}>
       <div className={`geditor${readOnly ? " read-only" : ""}`} data-editor-ready={ready ? "true" : "false"}>
         <Toolbar readOnly={readOnly} diffing={diffing} canUndo={canUndo(doc.history)} canRedo={canRedo(doc.history)} dirty={dirty}
-          status={status} actions={actions} />
+          status={status} actions={actions} deployment={deployment} />
         {readOnly && (
           <p className="gbanner" data-read-only>Read-only: your role in this tenant is member. You can inspect the graph,
             its versions and its spec; owners and admins edit it.</p>
         )}
-        <div className={`gbody${diffing ? " diffing" : ""}`}>
+        <div className={`gbody${diffing ? " diffing" : tab === "tryit" ? " wide-side" : ""}`}>
           {!diffing && <Palette ops={ops} models={models} loading={loading} error={catalogueError} readOnly={readOnly}
             onAdd={addFromPalette} />}
           <div className="gcanvas" ref={canvas} onDragOver={(event) => { event.preventDefault(); event.dataTransfer.dropEffect = "move"; }}
@@ -350,7 +382,8 @@ function Editor({ api, graphId, graphName, canEdit }) {
               <>
                 <div className="gtabs" role="tablist">
                   {[["node", "Node"], ["problems", `Problems${problemCount ? ` (${problemCount})` : ""}`],
-                    ["versions", `Versions${versions?.length ? ` (${versions.length})` : ""}`]].map(([key, label]) => (
+                    ["versions", `Versions${versions?.length ? ` (${versions.length})` : ""}`], ["tryit", "Try it"],
+                  ].map(([key, label]) => (
                     <button key={key} type="button" role="tab" aria-selected={tab === key} data-tab={key}
                       className={tab === key ? "active" : undefined} onClick={() => setTab(key)}>{label}</button>
                   ))}
@@ -364,6 +397,15 @@ function Editor({ api, graphId, graphName, canEdit }) {
                   }} />}
                   {tab === "versions" && <VersionsPanel versions={versions} error={versionsError} loadedNumber={loaded.number}
                     busy={busy || versionDiff.busy} onLoad={(number) => loadVersion(number)} onCompare={openDiff} />}
+                  {tab === "tryit" && (
+                    <>
+                      <DeploymentPanel deployments={deployments} error={deploymentsError} selected={deployment}
+                        onSelect={setChosenDeployment} nodes={nodesAnswer} nodesFailure={nodeStatus.failure} mode={liveMode}
+                        canDeploy={!readOnly} onDeploy={actions.deploy} loadedNumber={loaded.number} />
+                      {deployment && <TryItPanel api={api} gateway={gateway} graphId={graphId} deployment={deployment}
+                        keysUrl={keysUrl} onCalled={nodeStatus.show} />}
+                    </>
+                  )}
                 </div>
               </>
             )}
@@ -372,6 +414,14 @@ function Editor({ api, graphId, graphName, canEdit }) {
         {dialog === "help" && <HelpDialog onClose={() => setDialog(null)} />}
         {dialog === "save" && <SaveDialog onClose={() => setDialog(null)} onSave={save} saving={busy} error={saveError}
           valid={!problemCount} />}
+        {dialog === "deploy" && <DeployDialog api={api} versions={versions ?? []} defaultNumber={loaded.number ?? versions?.[0]?.number}
+          graphName={graphName} dirty={dirty} onClose={() => setDialog(null)} onDeployed={(created) => {
+            addDeployment(created);
+            setChosenDeployment(created.id);
+            setDialog(null);
+            setTab("tryit");
+            say("ok", `Deploying ${created.name} (v${created.graph_version_number}).`);
+          }} />}
         {dialog === "json" && <JsonDialog onClose={() => setDialog(null)} json={currentText} readOnly={readOnly}
           fileName={`${graphName || `graph-${graphId}`}.json`} onImport={importSpec} />}
       </div>

@@ -1,6 +1,6 @@
 /** The editor's buttons; each names its shortcut. While two versions are compared only the
  * view's own buttons show: the canvas is the diff's, not the document's. */
-export default function Toolbar({ readOnly, diffing, canUndo, canRedo, dirty, status, actions }) {
+export default function Toolbar({ readOnly, diffing, canUndo, canRedo, dirty, status, actions, deployment }) {
   const button = (action, label, title, extra = {}) => (
     <button type="button" className="small" data-action={action} title={title} onClick={() => actions[action]()} {...extra}>{label}</button>
   );
@@ -26,6 +26,12 @@ export default function Toolbar({ readOnly, diffing, canUndo, canRedo, dirty, st
         : <span className="gtoolbar-status" data-validation-status={status.state}>{status.text}</span>}
       {editing && dirty && <span className="gdirty" data-dirty>Unsaved changes</span>}
       {editing && button("save", "Save version…", "Save as a new version (Ctrl+S)", { className: "small primary" })}
+      {!diffing && deployment && (
+        <button type="button" className="small gdeployed" data-deployment-chip={deployment.state} onClick={() => actions.tryIt()}
+          title="Its status, statistics and the Try it panel">
+          <span className={`gstatus-dot ${deployment.state}`} />{deployment.name} · {deployment.state}</button>
+      )}
+      {editing && button("deploy", "Deploy…", "Deploy a saved version")}
     </div>
   );
 }

@@ -39,5 +39,10 @@ export function createApi({ root = "/api/v1", csrfToken = "" } = {}) {
     versions: (graphId) => request("GET", `/graphs/${graphId}/versions?limit=1000`),
     version: (graphId, number) => request("GET", `/graphs/${graphId}/versions/${number}`),
     saveVersion: (graphId, spec, message) => request("POST", `/graphs/${graphId}/versions`, { spec, message }),
+    deployments: () => request("GET", "/deployments"),
+    deployment: (id) => request("GET", `/deployments/${id}`),
+    deploymentNodes: (id) => request("GET", `/deployments/${id}/nodes`),
+    deploy: ({ name, graphVersion, executor }) => request("POST", "/deployments",
+      { name, graph_version: graphVersion, executor }),
   };
 }

@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { SHORTCUTS } from "../lib/shortcuts.js";
 
-function Modal({ title, onClose, children, wide = false }) {
+export function Modal({ title, onClose, children, wide = false }) {
   return (
     <div className="gmodal-backdrop" onMouseDown={(event) => { if (event.target === event.currentTarget) onClose(); }}>
       <div className={`gmodal${wide ? " wide" : ""}`} role="dialog" aria-modal="true" aria-label={title}>
