@@ -16,6 +16,7 @@ import math
 import re
 import urllib.request
 
+from gateway.contract.errors import PlatformError
 from workers.models import Deployment, DeploymentState, Executor, ReplicaState, UnitHold
 from workers.services.units import deployment_plan, unit_triton_name
 from workers.triton import client as triton
@@ -54,7 +55,10 @@ def _units(deployment: Deployment) -> list[dict]:
                   if n.get("kind") not in ("input", "output")]
     if deployment.executor not in (Executor.ENSEMBLE, Executor.BLS):
         return [{"name": "fused", "triton_name": deployment.triton_name, "kind": "fused", "nodes": spec_nodes}]
-    plan = deployment_plan(deployment)
+    try:
+        plan = deployment_plan(deployment)
+    except PlatformError:  # its graph no longer compiles: the deployment failed, with the reason
+        return []
     units = [{"name": unit.nodes[0] if unit.kind == "model" else "+".join(unit.nodes),
               "triton_name": unit_triton_name(deployment, unit), "kind": unit.kind, "nodes": unit.nodes}
              for unit in plan.units]

@@ -185,6 +185,9 @@ def ensemble_refusal(plan: GraphPlan) -> str | None:
     inputs = {t["name"] for t in plan.inputs}
     if inputs & set(refs):
         return "a graph input is also a graph output, which an ensemble cannot map: use the bls or fused executor"
+    if plan.batched and any(len(t["shape"]) == 1 for t in plan.inputs):
+        return ("a graph input has one value per row, which an ensemble takes only as [rows, 1] while this graph's "
+                "callers send [rows]: use the bls or fused executor")
     if any(unit.batched != plan.batched for unit in plan.units):
         return ("a step does not take the graph's batch dimension first, and an ensemble batches all its steps "
                 "alike: use the bls or fused executor")

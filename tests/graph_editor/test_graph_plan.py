@@ -177,3 +177,25 @@ def test_an_ensemble_of_a_switch_graph_is_refused_with_the_reason(acme, digits, 
     model = key_client(acme).post("/api/v1/deployments", {"model_version": digits.pk, "executor": "bls"},
                                   format="json")
     assert model.status_code == 400 and model.json()["error"]["code"] == "invalid_executor"
+
+
+@pytest.mark.django_db
+def test_every_tensor_an_ensemble_step_reads_is_a_graph_input_or_written_by_a_step(acme, digits):
+    """The benchmark's graph returns the classifier's label and also looks it up: the step
+    reading it must read it under the graph output's name, as Triton checks at load."""
+    from bench.graph import graph_without_switch_spec
+    from graph_editor.services_graphs import graph_create, graph_version_create
+
+    graph = graph_create(tenant=acme, name="g")
+    version = graph_version_create(tenant=acme, graph_id=graph.pk, spec=graph_without_switch_spec(digits.pk),
+                                   message="v1")
+    deployment = Deployment.unscoped.get(pk=deployment_create(tenant=acme, graph_version_id=version.pk,
+                                                              executor=Executor.ENSEMBLE).pk)
+    plan = deployment_plan(deployment)
+    names = [unit_triton_name(deployment, unit) for unit in plan.units]
+    config = text_format.Parse(_ensemble_text(deployment, plan, names), mc.ModelConfig())
+    written = {t.name for t in config.input}
+    for step in config.ensemble_scheduling.step:
+        assert set(step.input_map.values()) <= written, step.model_name
+        written |= set(step.output_map.values())
+    assert {t.name for t in config.output} <= written

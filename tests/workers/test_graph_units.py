@@ -1,9 +1,10 @@
-"""Graphs whose steps are Triton models of their own, on the real stack: the three-node graph
-as a Triton ensemble and the switch graph under the BLS orchestrator answer through the
-gateway (HTTP and gRPC) what the fused graph answers in onnxruntime, one usage event per
-call; a model step two graphs use is loaded once, survives the undeploy of one of them and
-goes with the last; a graph of units scales to zero and wakes; the nodes endpoint reports
-each unit's state and Triton's statistics, and is 404 across tenants."""
+"""Graphs whose steps are Triton models of their own, on the real stack: the demo graph
+without its switch (the classifier's label both returned and looked up) as a Triton
+ensemble and the switch graph under the BLS orchestrator answer through the gateway (HTTP
+and gRPC) what the fused graph answers in onnxruntime, one usage event per call; a model
+step two graphs use is loaded once, survives the undeploy of one of them and goes with the
+last; a graph of units scales to zero and wakes; the nodes endpoint reports each unit's
+state and Triton's statistics, and is 404 across tenants."""
 import json
 import time
 
@@ -13,6 +14,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
+from bench.graph import graph_without_switch_spec
 from billing.models import UsageEvent
 from graph_editor.graphs.fuse import graph_fuse
 from graph_editor.samples import digits_fallback_classifier_onnx
@@ -21,7 +23,7 @@ from graph_editor.services_graphs import graph_create, graph_version_create
 from tenants.services import api_key_create
 from tests.api_helpers import key_client
 from tests.gateway.test_gateway import call, wait_usage
-from tests.graph_editor.test_graph_fuse import images, switch_spec, three_node_spec
+from tests.graph_editor.test_graph_fuse import images, switch_spec
 from tests.workers.test_services import wait_for_state
 from workers.models import Deployment, DeploymentState, Executor, UnitHold
 from workers.services import deployment_create, deployment_scale_to_zero, deployment_undeploy
@@ -88,7 +90,7 @@ def models(acme, digits_onnx):
 
 def test_an_ensemble_and_an_orchestrator_share_a_step_and_answer_like_the_fused_graph(stack, acme, globex, models):
     classifier, fallback = models
-    plain_spec = three_node_spec(classifier.pk)
+    plain_spec = graph_without_switch_spec(classifier.pk)
     switch = switch_spec(classifier.pk, fallback.pk, threshold=0.99)  # row 5 of images(8) is unsure
     ensemble = deployed(acme, plain_spec, "plain", Executor.ENSEMBLE)
     orchestrated = deployed(acme, switch, "switched", Executor.BLS)
@@ -103,9 +105,9 @@ def test_an_ensemble_and_an_orchestrator_share_a_step_and_answer_like_the_fused_
 
     image = images(8)  # some rows below the threshold, so the fallback answers for this batch
     for_plain, for_switch = fused_answers(acme, plain_spec, image), fused_answers(acme, switch, image)
-    assert_equal(http_infer(stack, key, "plain", image, ["name", "score"]), for_plain)
-    assert_equal(http_infer(stack, key, "plain", image, ["name", "score"], binary=False), for_plain)
-    assert_equal(grpc_infer(stack, key, "plain", image, ["name", "score"]), for_plain)
+    assert_equal(http_infer(stack, key, "plain", image, ["label", "name", "score"]), for_plain)
+    assert_equal(http_infer(stack, key, "plain", image, ["label", "name", "score"], binary=False), for_plain)
+    assert_equal(grpc_infer(stack, key, "plain", image, ["label", "name", "score"]), for_plain)
     assert_equal(http_infer(stack, key, "switched", image, ["label", "name", "score"]), for_switch)
     assert_equal(grpc_infer(stack, key, "switched", image, ["label", "name", "score"]), for_switch)
     sure = images(1)  # one confident row: the fallback branch gets no rows and is not called

@@ -122,11 +122,12 @@ def _used(plan: GraphPlan) -> set[str]:
 
 
 def _ensemble_text(deployment: Deployment, plan: GraphPlan, names: list[str]) -> str:
-    """Ensemble tensors: graph inputs and outputs by their names, the others by their refs."""
+    """Ensemble tensors: graph inputs and outputs by their names (a unit reading a tensor
+    that is also a graph output reads it by that name), the others by their refs."""
     exported, used = {ref: name for name, ref in plan.output_refs}, _used(plan)
     steps = []
     for unit, name in zip(plan.units, names, strict=True):
-        steps.append((name, {t.name: t.ref for t in unit.inputs},
+        steps.append((name, {t.name: exported.get(t.ref, t.ref) for t in unit.inputs},
                       {t.name: exported.get(t.ref, t.ref) for t in unit.outputs if t.ref in used}))
     return config_text(ensemble_config(
         triton_name=deployment.triton_name, inputs=plan.inputs, outputs=plan.outputs,

@@ -26,7 +26,10 @@ and keeps Triton's code (a step's 400 stays a 400); the other requests of the ba
 A plan that cannot run (unreadable, a ref nothing provides, graph inputs or outputs other
 than the config's) fails `initialize` with the reason.
 
-The requests of one `execute` run one after another, each step a blocking `exec()`."""
+The requests of one `execute` run side by side (`async_exec`, awaited together): with one
+request after another, each step a blocking `exec()`, 32 clients got 161 req/s from the
+demo graph where an ensemble served 1,293."""
+import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -119,7 +122,7 @@ class TritonPythonModel:
                 raise RuntimeError(f"The graph's plan {path} has {kind} {sorted(planned)}, its config "
                                    f"{sorted(t['name'] for t in declared)}")
 
-    def _call(self, step: Step, env: dict) -> None:
+    async def _call(self, step: Step, env: dict) -> None:
         """Runs one step, storing its outputs in `env` under their refs."""
         feeds = {name: _as_column(env[ref]) if name in step.column_inputs else env[ref]
                  for name, ref in step.inputs.items()}
@@ -128,10 +131,10 @@ class TritonPythonModel:
                 env[ref] = np.empty(shape, dtype)
             return
         try:
-            response = pb_utils.InferenceRequest(
+            response = await pb_utils.InferenceRequest(
                 model_name=step.model, requested_output_names=list(step.outputs),
                 inputs=[pb_utils.Tensor(name, array) for name, array in feeds.items()],
-            ).exec()
+            ).async_exec()
         except Exception as exc:  # pb_utils.TritonModelException: the request could not be sent
             raise StepFailed(step, str(exc), pb_utils.TritonError.INTERNAL) from None
         if response.has_error():
@@ -142,7 +145,7 @@ class TritonPythonModel:
                 raise StepFailed(step, f"it returned no output '{name}'", pb_utils.TritonError.INTERNAL)
             env[ref] = _at_rank(tensor.as_numpy(), step.ranks.get(ref))
 
-    def _run(self, request):
+    async def _run(self, request):
         env = {}
         for name in self.inputs:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
@@ -152,19 +155,20 @@ class TritonPythonModel:
             env[name] = tensor.as_numpy()
         try:
             for step in self.steps:
-                self._call(step, env)
+                await self._call(step, env)
         except StepFailed as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), exc.code))
         return pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor(name, np.ascontiguousarray(env[ref])) for name, ref in self.outputs.items()
         ])
 
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._run(request))
-            except Exception as exc:  # a bug or a BLS exception fails this request only
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    f"{type(exc).__name__}: {exc}")))
-        return responses
+    async def _answer(self, request):
+        try:
+            return await self._run(request)
+        except Exception as exc:  # a bug or a BLS exception fails this request only
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+
+    async def execute(self, requests):
+        """The requests of a batch go through the steps side by side: while one waits for
+        a step, the others send theirs, and the step's own dynamic batcher joins them."""
+        return list(await asyncio.gather(*(self._answer(request) for request in requests)))

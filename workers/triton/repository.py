@@ -23,16 +23,19 @@ KSERVE_TO_TRITON = {
 }
 
 
-def _tensor(tensor, spec: dict, batched: bool) -> None:
+def _tensor(tensor, spec: dict, batched: bool, reshape: bool = True) -> None:
     shape = spec["shape"][1:] if batched else spec["shape"]
     tensor.name = spec["name"]
     tensor.data_type = KSERVE_TO_TRITON[spec["datatype"]]
     if shape:
         tensor.dims.extend(shape)
     else:
-        # Triton needs at least one dim; a per-item scalar is exposed as [1].
+        # Triton needs at least one dim; a per-item scalar is exposed as [1]. The model sees
+        # it without that dim (reshape []); an ensemble, which runs no model of its own,
+        # takes it as the [1] its steps expose.
         tensor.dims.append(1)
-        tensor.reshape.SetInParent()
+        if reshape:
+            tensor.reshape.SetInParent()
 
 
 def model_config(*, triton_name: str, inputs: list[dict], outputs: list[dict], has_batch_dim: bool,
@@ -81,10 +84,10 @@ def ensemble_config(*, triton_name: str, inputs: list[dict], outputs: list[dict]
     it writes), in any order; Triton runs each step once its inputs exist."""
     batched = max_batch_size > 0
     config = mc.ModelConfig(name=triton_name, platform="ensemble", max_batch_size=max_batch_size)
-    for spec in inputs:
-        _tensor(config.input.add(), spec, batched)
+    for spec in inputs:  # graph_editor.graphs.plan refuses an ensemble a one-value-per-row input
+        _tensor(config.input.add(), spec, batched, reshape=False)
     for spec in outputs:
-        _tensor(config.output.add(), spec, batched)
+        _tensor(config.output.add(), spec, batched, reshape=False)
     for model_name, input_map, output_map in steps:
         step = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
         step.input_map.update(input_map)
