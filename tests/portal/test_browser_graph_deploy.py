@@ -209,3 +209,31 @@ def test_a_member_sees_live_status_and_tries_it_but_cannot_deploy(stack, deploye
     expect(page.locator("[data-latency-unit]").first).to_be_visible()
     zoom_to(page, "top")
     shot(page, "05-member-try-it")
+
+
+def test_a_graph_deployed_as_an_ensemble_shows_each_unit_and_its_latency(stack, alice, digits_graph_and_key,
+                                                                           browser_page):
+    """Deployed from the dialog with the ensemble executor: the model node is a unit of its
+    own, each group of ops one fused unit, and Try it gives each unit's time for the call."""
+    version, secret, want = digits_graph_and_key
+    page = browser_page
+    sign_in(page, stack, "alice", "alice-password-1")
+    open_editor(page, stack, version.graph_id)
+    page.click("[data-action=deploy]")
+    dialog = page.locator("[role=dialog][aria-label='Deploy a version']")
+    dialog.locator("input[name=executor][value=ensemble]").check()
+    dialog.locator("button[type=submit]").click()
+    page.wait_for_selector("[data-deployment-state=ready]", timeout=90_000)
+    for node_id in GRAPH_NODES:
+        expect(node_status(page, node_id)).to_have_attribute("data-node-status", "loaded", timeout=15_000)
+    # The classifier runs alone; the ops before it run as one model, and so do those after it.
+    expect(page.locator('.gnode[data-node-id="clf"] [data-fused]')).to_have_count(0)
+    expect(page.locator('.gnode[data-node-id="prep"] [data-fused]')).to_have_attribute("data-fused", "3")
+
+    try_it(page, secret, want)
+    rows = page.locator("[data-latency-unit]")
+    expect(rows).to_have_count(4)  # prep+norm+flat, clf, top+names and the ensemble itself
+    timed = rows.evaluate_all("rows => rows.map(r => r.querySelector('[data-latency-ms]')?.dataset.latencyMs)")
+    assert all(ms is not None and float(ms) > 0 for ms in timed), timed
+    zoom_to(page, "clf")
+    shot(page, "06-ensemble-units")

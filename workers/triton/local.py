@@ -120,7 +120,7 @@ class ServerSupervisor:
             while True:
                 started = time.monotonic()
                 self.child = subprocess.Popen(self.command, env=self.env,
-                                              preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+                                              preexec_fn=functools.partial(die_with_parent, os.getpid()))
                 if self.stop_signal:  # it came while the child was being started
                     self._signal(self.stop_signal)
                 elif self._wait_live():
@@ -180,7 +180,7 @@ class ServerSupervisor:
         self._signal(signal.SIGKILL)
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """In the child, before exec: SIGKILL when the parent exits (kept across execve)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # it exited before prctl took effect

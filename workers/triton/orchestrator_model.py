@@ -7,10 +7,14 @@ graph compiler writes:
      "outputs": [{"name": "label", "ref": "lookup.labels"}],
      "steps": [{"model": "t1--seg-3fa2c1", "nodes": ["prep"], "inputs": {"x": "image"},
                 "outputs": {"y": "prep.y"},
-                "output_specs": {"prep.y": {"datatype": "FP32", "shape": [-1, 64]}}}, ...]}
-Steps are in run order. Each request has its own environment: the graph inputs by name,
-then each step output under its ref ("prep.y"); a step reads its inputs from it by ref,
-and the response holds the graph outputs, read from it by ref.
+                "output_specs": {"prep.y": {"datatype": "FP32", "shape": [-1, 64]}},
+                "column_inputs": []}, ...]}
+Steps are in run order. `column_inputs` names the inputs of one value per row that a
+batched step takes as [rows, 1] (Triton needs a dim per row); such a step answers them as
+[rows, 1] too, and `output_specs` gives the rank they are kept at here. Each request has its
+own environment: the graph inputs by name, then each step output under its ref ("prep.y");
+a step reads its inputs from it by ref, and the response holds the graph outputs, read
+from it by ref.
 
 Why a zero-row step is not called. An ensemble has no conditionals, so a graph with a
 switch is served by this model: the switch sends all rows of a request to one branch and

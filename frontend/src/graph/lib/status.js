@@ -16,12 +16,17 @@ export const TRANSITIONAL = new Set(["pending", "loading", "unloading"]);
  */
 
 /** node id -> NodeStatus, from a /nodes answer. */
+/** A unit that runs several nodes as one Triton model: a fused graph, or a fused group of ops. */
+export function runsSeveral(unit) {
+  return (unit.kind === "fused" || unit.kind === "segment") && (unit.nodes?.length ?? 0) > 1;
+}
+
 export function nodeStatuses(answer) {
   const byNode = {};
   if (!answer) return byNode;
   let fusedIndex = 0;
   for (const unit of answer.units ?? []) {
-    const fused = unit.kind === "fused" && (unit.nodes?.length ?? 0) > 1;
+    const fused = runsSeveral(unit);
     const colour = fused ? FUSED_COLOURS[fusedIndex++ % FUSED_COLOURS.length] : null;
     for (const id of unit.nodes ?? []) {
       byNode[id] = { state: unit.state, unit: unit.name, kind: unit.kind, fused, fusedWith: fused ? unit.nodes : [],

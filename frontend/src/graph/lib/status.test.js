@@ -29,6 +29,16 @@ describe("nodeStatuses", () => {
     expect(statuses.d).toMatchObject({ state: "failed", failures: 2 });
   });
 
+  it("marks a fused group of ops (an ensemble's or orchestrator's segment) like a fused graph", () => {
+    const statuses = nodeStatuses({ units: [
+      { name: "prep+flat", kind: "segment", nodes: ["prep", "flat"], state: "loaded", calls: 1, failures: 0 },
+      { name: "top", kind: "segment", nodes: ["top"], state: "loaded", calls: 1, failures: 0 },
+      { name: "ensemble", kind: "ensemble", nodes: [], state: "loaded", calls: 1, failures: 0 },
+    ] });
+    expect(statuses.prep).toMatchObject({ fused: true, fusedWith: ["prep", "flat"] });
+    expect(statuses.top).toMatchObject({ fused: false, colour: null });
+  });
+
   it("is empty without an answer", () => {
     expect(nodeStatuses(null)).toEqual({});
   });

@@ -1,4 +1,4 @@
-import { formatMs } from "../lib/status.js";
+import { formatMs, runsSeveral } from "../lib/status.js";
 
 const STATE_LABELS = { pending: "Pending", loading: "Loading", ready: "Ready", cold: "Scaled to zero", failed: "Failed",
   unloading: "Undeploying" };
@@ -35,7 +35,7 @@ export default function DeploymentPanel({ deployments, error, selected, onSelect
       </section>
     );
   }
-  const fusedUnits = (nodes?.units ?? []).filter((u) => u.kind === "fused" && u.nodes.length > 1);
+  const fusedUnits = (nodes?.units ?? []).filter(runsSeveral);
   return (
     <section className="gdeployment" data-deployment-panel={selected.id}>
       <div className="gdeployment-head">
