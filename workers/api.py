@@ -57,7 +57,8 @@ class DeploymentSerializer(serializers.ModelSerializer):
         fields = ("id", "name", "model_version", "model_name", "version", "graph_version", "graph_name",
                   "graph_version_number", "executor", "state", "error", "hardware",
                   "instances", "min_instances", "max_instances", "replicas", "keepalive", "keepalive_idle_s",
-                  "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "memory_mb", "server",
+                  "node_instances", "max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "memory_mb",
+                  "server",
                   "placement", "created_at", "updated_at", "ready_at", "last_used_at", "load_seconds", "infer_url",
                   "cold_starts")
         read_only_fields = fields
@@ -96,6 +97,11 @@ class ScalingSerializer(serializers.Serializer):
                                              help_text="0 scales to zero when idle; 1 or more stays warm")
     max_instances = serializers.IntegerField(min_value=1, max_value=32767, required=False,
                                              help_text="Most Triton instances per replica under load")
+    node_instances = serializers.DictField(
+        child=serializers.IntegerField(min_value=1, max_value=32767), required=False,
+        help_text="Graphs under the ensemble or bls executor: Triton instances of the unit that runs a node, by node "
+                  "id, each at most max_instances (a unit takes the most of its nodes'; the others follow `instances`)."
+                  " A unit another deployment also holds keeps the instances it was loaded with")
     replicas = serializers.IntegerField(min_value=1, max_value=16, required=False,
                                         help_text="Triton servers it runs on while warm")
     keepalive = serializers.ChoiceField(choices=KeepAlive.choices, required=False,

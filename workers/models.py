@@ -108,6 +108,9 @@ class Deployment(TenantOwned):
     keepalive_state = models.JSONField(default=dict, blank=True, help_text="The keep-alive policy's state")
     last_used_at = models.DateTimeField(null=True, blank=True, help_text="Last call seen by the autoscaler")
     hardware = models.CharField(max_length=8, default="cpu", help_text="cpu or gpu")
+    node_instances = models.JSONField(
+        default=dict, blank=True, help_text="Ensemble and bls executors: Triton instances of the unit running a node, "
+                                            "by node id (a unit takes the most of its nodes'); others follow instances")
     max_batch_size = models.PositiveIntegerField(default=64, help_text="Largest batch the dynamic batcher forms "
                                                                        "(0 for models without a batch dimension)")
     error = models.TextField(blank=True)

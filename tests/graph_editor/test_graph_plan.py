@@ -199,3 +199,67 @@ def test_every_tensor_an_ensemble_step_reads_is_a_graph_input_or_written_by_a_st
         assert set(step.input_map.values()) <= written, step.model_name
         written |= set(step.output_map.values())
     assert {t.name for t in config.output} <= written
+
+
+@pytest.mark.django_db
+def test_node_instances_are_checked_against_the_graph_and_its_executor(acme, digits):
+    from gateway.contract.errors import PlatformError
+    from graph_editor.services_graphs import graph_create, graph_version_create
+    from tests.api_helpers import key_client
+    from workers.services import deployment_settings_update
+    from workers.services.units import unit_instances
+
+    graph = graph_create(tenant=acme, name="g")
+    version = graph_version_create(tenant=acme, graph_id=graph.pk, spec=three_node_spec(digits.pk), message="v1")
+    client = key_client(acme)
+    refusals = [
+        ({"executor": "fused", "node_instances": {"clf": 1}}, "node_instances applies to a graph deployed with the "
+                                                              "ensemble or bls executor"),
+        ({"executor": "ensemble", "node_instances": {"in": 1}}, "node_instances names in, which is not a model, op or "
+                                                               "switch node"),
+        ({"executor": "ensemble", "max_instances": 2, "node_instances": {"clf": 3}},
+         "node_instances['clf'] must be a whole number from 1 to max_instances (2)"),
+    ]
+    for body, message in refusals:
+        response = client.post("/api/v1/deployments", {"graph_version": version.pk, **body}, format="json")
+        assert response.status_code == 400 and message in response.json()["error"]["message"], response.json()
+    assert not Deployment.unscoped.exists()
+
+    response = client.post("/api/v1/deployments", {"graph_version": version.pk, "executor": "ensemble",
+                                                   "max_instances": 3, "node_instances": {"clf": 3, "top": 2}},
+                           format="json")
+    assert response.status_code == 202 and response.json()["node_instances"] == {"clf": 3, "top": 2}
+    deployment = Deployment.unscoped.get(pk=response.json()["id"])
+    plan = deployment_plan(deployment)
+    assert [unit_instances(deployment, unit, 1) for unit in plan.units] == [1, 3, 2]  # prep+norm+flat, clf, top+names
+    changed = deployment_settings_update(tenant=acme, deployment_id=deployment.pk, node_instances={"names": 2})
+    assert changed.node_instances == {"names": 2}
+    with pytest.raises(PlatformError, match="max_instances"):
+        deployment_settings_update(tenant=acme, deployment_id=deployment.pk, max_instances=1)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("executor", ["fused", "ensemble"])
+def test_a_graph_deployments_nodes_are_its_tenants_alone(acme, globex, digits, executor):
+    from graph_editor.services_graphs import graph_create, graph_version_create
+    from tests.api_helpers import key_client
+
+    graph = graph_create(tenant=acme, name="g")
+    version = graph_version_create(tenant=acme, graph_id=graph.pk, spec=three_node_spec(digits.pk), message="v1")
+    deployment = deployment_create(tenant=acme, graph_version_id=version.pk, executor=executor)
+    answer = key_client(acme).get(f"/api/v1/deployments/{deployment.pk}/nodes")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["state"] == "pending" and {u["state"] for u in body["units"]} == {"loading"}
+    assert all(u["calls"] == 0 and u["p50_ms"] is None for u in body["units"])  # Triton is not asked before ready
+    expected = {"fused": [["prep", "norm", "flat", "clf", "top", "names"]],
+                "ensemble": [["prep", "norm", "flat"], ["clf"], ["top", "names"], []]}[executor]
+    assert [u["nodes"] for u in body["units"]] == expected
+    assert body["nodes"]["clf"]["fused"] == (executor == "fused")
+
+    theirs = key_client(globex).get(f"/api/v1/deployments/{deployment.pk}/nodes")
+    assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "not_found"
+    model = deployment_create(tenant=acme, model_version_id=digits.pk, name="plain")
+    refused = key_client(acme).get(f"/api/v1/deployments/{model.pk}/nodes")
+    assert refused.status_code == 404
+    assert refused.json()["error"]["message"] == "This deployment serves a model version, not a graph."

@@ -23,6 +23,7 @@ PATHS = {
     "/api/v1/deployments": {"get", "post"},
     "/api/v1/deployments/{deployment_id}": {"get", "patch", "delete"},
     "/api/v1/deployments/{deployment_id}/unload": {"post"},
+    "/api/v1/deployments/{deployment_id}/nodes": {"get"},
     "/api/v1/deployments/{deployment_id}/limits": {"get", "patch"},
     "/api/v1/quotas": {"get"},
     "/api/v1/usage": {"get"},

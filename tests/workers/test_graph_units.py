@@ -15,6 +15,7 @@ import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 
 from bench.graph import graph_without_switch_spec
+from bench.stack import wait
 from billing.models import UsageEvent
 from graph_editor.graphs.fuse import graph_fuse
 from graph_editor.samples import digits_fallback_classifier_onnx
@@ -26,7 +27,13 @@ from tests.gateway.test_gateway import call, wait_usage
 from tests.graph_editor.test_graph_fuse import images, switch_spec
 from tests.workers.test_services import wait_for_state
 from workers.models import Deployment, DeploymentState, Executor, UnitHold
-from workers.services import deployment_create, deployment_scale_to_zero, deployment_undeploy
+from workers.services import (
+    deployment_create,
+    deployment_scale_to_zero,
+    deployment_settings_update,
+    deployment_undeploy,
+)
+from workers.services.units import deployment_plan, unit_triton_name
 from workers.triton import client as triton
 
 pytestmark = pytest.mark.integration
@@ -129,6 +136,18 @@ def test_an_ensemble_and_an_orchestrator_share_a_step_and_answer_like_the_fused_
     assert units["orchestrator"]["calls"] == 3 and units["orchestrator"]["p50_ms"] > 0
     assert body["nodes"]["prep"] == {"unit": "prep+flat", "state": "loaded", "fused": True}
     assert key_client(globex).get(f"/api/v1/deployments/{orchestrated.pk}/nodes").status_code == 404
+
+    # Two instances for the ensemble's topk: its unit (held by the ensemble alone) is reloaded
+    # with them, then the ensemble; the shared classifier keeps its one instance.
+    top = unit_triton_name(ensemble, next(u for u in deployment_plan(ensemble).units if u.nodes == ["top"]))
+    assert triton.model_instances(stack.triton_url, top) == 1
+    deployment_settings_update(tenant=acme, deployment_id=ensemble.pk, max_instances=2, node_instances={"top": 2})
+    wait(lambda: triton.model_instances(stack.triton_url, top), 60, "topk's unit to take 2 instances",
+         until=lambda count: count == 2)
+    wait(lambda: ensemble.triton_name in loaded_models(stack), 60, "the ensemble to be loaded again",
+         until=bool)
+    assert triton.model_instances(stack.triton_url, shared) == 1
+    assert_equal(http_infer(stack, key, "plain", image, ["label", "name", "score"]), for_plain)
 
     # The ensemble goes; the classifier stays for the orchestrator, which still answers.
     deployment_undeploy(tenant=acme, deployment_id=ensemble.pk)

@@ -83,9 +83,32 @@ def _target(tenant: Tenant, model_version_id: int | None, graph_version_id: int 
             "executor": graph_executor_choose(tenant=tenant, graph_version=graph_version, requested=executor)}
 
 
+def node_instances_clean(deployment: Deployment, value) -> dict[str, int]:
+    """`node_instances` checked against the deployment's graph and executor: node ids of
+    its model, op and switch nodes, each a whole number from 1 to max_instances."""
+    if value in (None, {}):
+        return {}
+    if not isinstance(value, dict):
+        raise PlatformError("node_instances must be an object: node id -> instances.", code="invalid_deployment")
+    if not deployment.runs_units:
+        raise PlatformError("node_instances applies to a graph deployed with the ensemble or bls executor; a model "
+                            "or a fused graph is one Triton model: set instances instead.", code="invalid_deployment")
+    steps = {n.get("id") for n in deployment.graph_version.spec.get("nodes", [])
+             if n.get("kind") in ("model", "op", "switch")}
+    unknown = sorted(str(node) for node in value if node not in steps)
+    if unknown:
+        raise PlatformError(f"node_instances names {', '.join(unknown)}, which is not a model, op or switch node of "
+                            f"this graph version.", code="invalid_deployment")
+    for node, count in value.items():
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= deployment.max_instances:
+            raise PlatformError(f"node_instances['{node}'] must be a whole number from 1 to max_instances "
+                                f"({deployment.max_instances}).", code="invalid_deployment")
+    return dict(value)
+
+
 def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, graph_version_id: int | None = None,
                       name: str = "", instances: int | None = None, hardware: str = "cpu", actor=None,
-                      executor: str = "auto", **scaling) -> Deployment:
+                      executor: str = "auto", node_instances: dict | None = None, **scaling) -> Deployment:
     """Record a deployment of one of the tenant's model versions or graph versions (exactly
     one) and queue its load, within the tenant's deploy-time limits. `scaling` takes any of
     min_instances, max_instances, replicas, keepalive, keepalive_idle_s, max_batch_size,
@@ -120,6 +143,7 @@ def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, gr
         deployment.name, deployment.instances, deployment.hardware, deployment.created_by = name, start, hardware, actor
         for key, value in values.items():
             setattr(deployment, key, value)
+        deployment.node_instances = node_instances_clean(deployment, node_instances)
         # A request the columns cannot hold is a bad request, whatever the tenant's limits.
         try:
             deployment.full_clean()
@@ -131,7 +155,8 @@ def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, gr
                       if deployment.is_graph
                       else {"model_version": deployment.model_version_id})
         audit_record(event_type="deployment.created", target=deployment,
-                     new={**target_ids, "hardware": hardware, "instances": start, **values})
+                     new={**target_ids, "hardware": hardware, "instances": start, **values,
+                          **({"node_instances": deployment.node_instances} if deployment.node_instances else {})})
         deployment_publish(deployment)
         transaction.on_commit(lambda: queue.deployment_load(deployment.pk))
     return deployment
@@ -151,10 +176,15 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
             raise Conflict("This deployment is undeployed; its settings can no longer change.")
         has_batch_dim = deployment.target_signature()["has_batch_dim"]
         current = {k: getattr(deployment, k) for k in scaling_defaults(has_batch_dim=has_batch_dim)}
+        current["node_instances"] = deployment.node_instances
         unknown = set(changes) - set(current)
         if unknown:
             raise PlatformError(f"Unknown settings: {', '.join(sorted(unknown))}.", code="invalid_deployment")
+        node_instances = changes.pop("node_instances", current["node_instances"])
         values = scaling_validate({**current, **changes}, has_batch_dim=has_batch_dim)
+        for key, value in values.items():
+            setattr(deployment, key, value)
+        values["node_instances"] = node_instances_clean(deployment, node_instances)
         changed = {k for k, v in values.items() if current[k] != v}
         if not changed:
             return deployment
@@ -169,7 +199,7 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
                      old={k: current[k] for k in changed}, new={k: values[k] for k in changed})
         deployment_publish(deployment)
         reload = changed & {"max_batch_size", "max_queue_delay_us", "preferred_batch_sizes", "min_instances",
-                            "max_instances"}
+                            "max_instances", "node_instances"}
         pk = deployment.pk
         if deployment.state == DeploymentState.READY and reload:
             transaction.on_commit(lambda: queue.deployment_reconfigure(pk))

@@ -172,16 +172,28 @@ def _lock(server: TritonServer, name: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [server.pk, zlib.crc32(name.encode()) - 2**31])
 
 
+def unit_instances(deployment: Deployment, unit: Unit, instances: int) -> int:
+    """A unit's Triton instances: the most that `node_instances` asks for its nodes, else
+    the deployment's current count."""
+    asked = [deployment.node_instances[node] for node in unit.nodes if node in deployment.node_instances]
+    return max(asked) if asked else instances
+
+
 def _unit_hold_and_load(deployment: Deployment, server: TritonServer, unit: Unit, name: str,
                         instances: int) -> float:
-    """Hold the unit for the deployment; load it unless the server has it. Seconds spent
-    loading (0 when it was there). Runs in a thread of its own: its connection is closed."""
+    """Hold the unit for the deployment; load it unless the server has it with these
+    instances. A unit another deployment also holds keeps the instances it was loaded
+    with; one held by this deployment alone is reloaded with the new count (the ensemble
+    or orchestrator is reloaded after it, see units_load). Seconds spent loading (0 when it
+    was there). Runs in a thread of its own: its connection is closed."""
     try:
         with transaction.atomic():
             _lock(server, name)
             UnitHold.objects.get_or_create(server=server, triton_name=name, deployment=deployment)
             if triton.model_ready(server.http_url, name):
-                return 0.0
+                shared = UnitHold.objects.filter(server=server, triton_name=name).exclude(deployment=deployment)
+                if shared.exists() or triton.model_instances(server.http_url, name) == instances:
+                    return 0.0
             entry_write(repository=Path(server.repository_path), triton_name=name,
                         onnx_path=_unit_file(deployment, unit),
                         config=_unit_config(deployment, unit, server, name, instances),
@@ -199,7 +211,8 @@ def units_load(deployment: Deployment, server: TritonServer, instances: int) -> 
     plan = deployment_plan(deployment)
     names = [unit_triton_name(deployment, unit) for unit in plan.units]
     with ThreadPoolExecutor(max_workers=min(len(plan.units), 8) or 1) as pool:
-        futures = [pool.submit(_unit_hold_and_load, deployment, server, unit, name, instances)
+        futures = [pool.submit(_unit_hold_and_load, deployment, server, unit, name,
+                               unit_instances(deployment, unit, instances))
                    for unit, name in zip(plan.units, names, strict=True)]
         errors = [f.exception() for f in futures if f.exception()]
     if errors:

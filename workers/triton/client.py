@@ -62,6 +62,15 @@ def model_unload(base_url: str, name: str, timeout: float = 30.0) -> None:
         raise TritonError((body or {}).get("error") or f"unload failed with HTTP {status}")
 
 
+def model_instances(base_url: str, name: str, timeout: float = 5.0) -> int | None:
+    """The instance count a loaded model runs with (its first instance group), or None."""
+    status, body = _request(base_url, "GET", f"/v2/models/{name}/config", timeout=timeout)
+    if status != 200:
+        return None
+    groups = (body or {}).get("instance_group") or [{}]
+    return int(groups[0].get("count", 1))
+
+
 def model_ready(base_url: str, name: str, timeout: float = 2.0) -> bool:
     status, _ = _request(base_url, "GET", f"/v2/models/{name}/ready", timeout=timeout)
     return status == 200
