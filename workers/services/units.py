@@ -19,7 +19,9 @@ A deployment's plan is compiled once, on its first load, into `Deployment.compil
 plan.json and one ONNX file per fused group of ops; a wake from zero reads them back."""
 import json
 import logging
+import os
 import shutil
+import tempfile
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -49,21 +51,33 @@ UNIT_QUEUE_DELAY_US = 0
 
 # The compiled plan, kept beside the uploads
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A reader (a load copying the file, the nodes endpoint) sees the old file or the new
+    one, never half of one, whoever else compiles the same plan at the same time."""
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+
+
 def _plan_dump(plan: GraphPlan, directory: Path) -> None:
+    """plan.json last: once it exists, every segment file it names does."""
     directory.mkdir(parents=True, exist_ok=True)
     units = []
     for unit in plan.units:
         data = asdict(unit)
         data.pop("onnx_bytes")
         if unit.kind == "segment":
-            (directory / f"{unit.key}.onnx").write_bytes(unit.onnx_bytes)
+            _write_atomically(directory / f"{unit.key}.onnx", unit.onnx_bytes)
         units.append(data)
     text = json.dumps({"units": units, "inputs": plan.inputs, "outputs": plan.outputs,
                        "output_refs": plan.output_refs, "has_switch": plan.has_switch, "batched": plan.batched,
                        "node_units": plan.node_units})
-    staging = directory / f".{PLAN_FILE}.tmp"
-    staging.write_text(text)
-    staging.replace(directory / PLAN_FILE)
+    _write_atomically(directory / PLAN_FILE, text.encode())
 
 
 def _plan_read(directory: Path) -> GraphPlan:
