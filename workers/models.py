@@ -1,3 +1,5 @@
+import hashlib
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -180,8 +182,12 @@ class Deployment(TenantOwned):
 
     @property
     def compiled_dir(self) -> Path:
-        """Where a graph deployment's units are compiled, once (workers/services/units.py)."""
-        return Path(settings.MODEL_STORAGE_DIR) / "compiled" / f"d{self.pk}"
+        """Where a graph deployment's units are compiled, once (workers/services/units.py).
+        Named by what it compiles too, so a directory left by another database's deployment
+        of the same id is never taken for this one's."""
+        spec = json.dumps(self.graph_version.spec, sort_keys=True)
+        digest = hashlib.sha256(f"{self.tenant_id}:{self.executor}:{spec}".encode()).hexdigest()[:16]
+        return Path(settings.MODEL_STORAGE_DIR) / "compiled" / f"d{self.pk}-{digest}"
 
     @property
     def runs_units(self) -> bool:

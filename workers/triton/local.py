@@ -91,9 +91,6 @@ def server_environment() -> dict:
     env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(library_dir()), env.get("LD_LIBRARY_PATH", "")]))
     # The stub imports packages (onnxruntime, numpy) from the Python found on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    # A stub importing model.py would write __pycache__ into the model's version directory:
-    # the repository keeps what the workers wrote, nothing that could read as a change.
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
 

@@ -4,6 +4,7 @@ An entry is `<triton_name>/config.pbtxt` and `<triton_name>/1/` holding `model.o
 (plus the Python runner when the server lacks the native onnxruntime backend).
 Entries are built in a temporary directory and renamed into place, so Triton never sees
 a half-written one."""
+import py_compile
 import shutil
 import tempfile
 from pathlib import Path
@@ -95,6 +96,17 @@ def ensemble_config(*, triton_name: str, inputs: list[dict], outputs: list[dict]
     return config
 
 
+def _bytecode_write(version_dir: Path) -> None:
+    """Compile the entry's Python files into `1/__pycache__` while it is staged. The Python
+    backend's stub runs an isolated embedded interpreter (pybind11 2.10.0:
+    PyConfig_InitIsolatedConfig), which ignores PYTHONDONTWRITEBYTECODE: importing model.py
+    would write `1/__pycache__` during the load, and Triton, which dates an entry by the
+    newest mtime/ctime in it, would then take the entry as modified, so loading an ensemble
+    over it loads it again. Finding valid bytecode, the stub writes nothing."""
+    for source in version_dir.glob("*.py"):
+        py_compile.compile(str(source), doraise=True, optimize=0)  # the stub runs unoptimized
+
+
 def entry_write(*, repository: Path, triton_name: str, config: str, onnx_path: Path | None = None,
                 native_onnx: bool = False, files: dict[str, Path | bytes] | None = None) -> Path:
     """Write `<triton_name>/config.pbtxt` and its version directory `1/`: the ONNX file
@@ -115,6 +127,7 @@ def entry_write(*, repository: Path, triton_name: str, config: str, onnx_path: P
                 (version_dir / name).write_bytes(content)
             else:
                 shutil.copyfile(content, version_dir / name)
+        _bytecode_write(version_dir)
         staging.chmod(0o755)
         target = repository / triton_name
         if target.exists():
