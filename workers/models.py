@@ -175,19 +175,22 @@ class Deployment(TenantOwned):
             return f"graph {self.graph_version.graph.name} v{self.graph_version.number}"
         return f"{self.model_version.model.name} v{self.model_version.version}"
 
-    @property
-    def fused_path(self) -> Path:
-        """Where a graph deployment's fused model is written, once (workers/services/fused.py)."""
-        return Path(settings.MODEL_STORAGE_DIR) / "fused" / f"d{self.pk}.onnx"
-
-    @property
-    def compiled_dir(self) -> Path:
-        """Where a graph deployment's units are compiled, once (workers/services/units.py).
-        Named by what it compiles too, so a directory left by another database's deployment
+    def _compiled_name(self) -> str:
+        """`d<id>-<digest of what it compiles>`: a file left by another database's deployment
         of the same id is never taken for this one's."""
         spec = json.dumps(self.graph_version.spec, sort_keys=True)
         digest = hashlib.sha256(f"{self.tenant_id}:{self.executor}:{spec}".encode()).hexdigest()[:16]
-        return Path(settings.MODEL_STORAGE_DIR) / "compiled" / f"d{self.pk}-{digest}"
+        return f"d{self.pk}-{digest}"
+
+    @property
+    def fused_path(self) -> Path:
+        """Where a graph deployment's fused model is written, once (workers/services/fused.py)."""
+        return Path(settings.MODEL_STORAGE_DIR) / "fused" / f"{self._compiled_name()}.onnx"
+
+    @property
+    def compiled_dir(self) -> Path:
+        """Where a graph deployment's units are compiled, once (workers/services/units.py)."""
+        return Path(settings.MODEL_STORAGE_DIR) / "compiled" / self._compiled_name()
 
     @property
     def runs_units(self) -> bool:
