@@ -128,16 +128,6 @@ def storage(settings, tmp_path):
     settings.MODEL_STORAGE_DIR = tmp_path / "models"
 
 
-@pytest.fixture
-def digits(acme, digits_onnx):
-    return model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
-
-
-@pytest.fixture
-def fallback(acme):
-    return model_version_upload(tenant=acme, model_name="digits-fallback", chunks=[digits_fallback_classifier_onnx()])
-
-
 # (graph, the spec for (classifier, fallback), whether the fallback answers)
 GRAPHS = [
     ("three-node", lambda clf, fb: three_node_spec(clf), None),

@@ -33,21 +33,6 @@ def storage(settings, tmp_path):
     settings.MODEL_STORAGE_DIR = tmp_path / "models"
 
 
-@pytest.fixture
-def digits(acme, digits_onnx):
-    from graph_editor.services import model_version_upload
-
-    return model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
-
-
-@pytest.fixture
-def fallback(acme):
-    from graph_editor.samples import digits_fallback_classifier_onnx
-    from graph_editor.services import model_version_upload
-
-    return model_version_upload(tenant=acme, model_name="digits-fallback", chunks=[digits_fallback_classifier_onnx()])
-
-
 def units_run(tenant, plan, image: np.ndarray) -> dict[str, np.ndarray]:
     """What the orchestrator does, with onnxruntime sessions for the units: a unit whose
     inputs all have 0 rows is skipped and its outputs are empty."""
