@@ -197,7 +197,13 @@ class PlatformStack:
             "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
         ])
         url = f"http://127.0.0.1:{http_port}"
-        wait_http(f"{url}/v2/health/ready", 60, proc, self.workdir / f"{name}.log")
+        log = self.workdir / f"{name}.log"
+        wait_http(f"{url}/v2/health/ready", 60, proc, log)
+        # Registered only once its supervisor has seen it live: `triton_serve` then treats
+        # a registered server as restarted and reloads the deployments placed on it, which
+        # would reload a deployment the caller has just placed there.
+        wait(lambda: f"triton {name} is live" in log.read_text(errors="replace"), 30,
+             f"{name}'s supervisor to see it live")
         TritonServer.objects.update_or_create(name=name, defaults={
             "http_url": url, "grpc_url": f"127.0.0.1:{grpc_port}", "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics",
             "repository_path": str(Path(settings.TRITON_VAR_DIR) / name / "models"), "backends": ["python"],

@@ -248,3 +248,20 @@ def test_a_graph_deployments_nodes_are_its_tenants_alone(acme, globex, digits, e
     refused = key_client(acme).get(f"/api/v1/deployments/{model.pk}/nodes")
     assert refused.status_code == 404
     assert refused.json()["error"]["message"] == "This deployment serves a model version, not a graph."
+
+
+@pytest.mark.django_db
+def test_undeploying_removes_a_graphs_compiled_files_and_passes_a_models_by(acme, digits):
+    from graph_editor.services_graphs import graph_create, graph_version_create
+    from workers.services.targets import compiled_files_remove
+
+    model = Deployment.unscoped.get(pk=deployment_create(tenant=acme, model_version_id=digits.pk, name="plain").pk)
+    compiled_files_remove(model)  # a model deployment compiles nothing: nothing to remove, nothing raised
+    graph = graph_create(tenant=acme, name="g")
+    version = graph_version_create(tenant=acme, graph_id=graph.pk, spec=three_node_spec(digits.pk), message="v1")
+    deployment = Deployment.unscoped.get(pk=deployment_create(tenant=acme, graph_version_id=version.pk,
+                                                              executor=Executor.ENSEMBLE).pk)
+    deployment_plan(deployment)
+    assert deployment.compiled_dir.exists() and deployment.compiled_dir.name.startswith(f"d{deployment.pk}-")
+    compiled_files_remove(deployment)
+    assert not deployment.compiled_dir.exists()

@@ -98,7 +98,8 @@ def test_a_dead_server_gets_fast_503s_then_its_deployments_move(stack, second_se
     assert deployment.replica_set.get().server_id == server_b.pk
     TritonServer.objects.exclude(pk=server_b.pk).update(enabled=True)
     _, key = api_key_create(tenant=acme, label="client", scopes=["infer"])
-    assert call(stack, "/v2/models/digits/infer", key=key, body=infer_body())[0] == 200
+    first = call(stack, "/v2/models/digits/infer", key=key, body=infer_body())
+    assert first[0] == 200, first
 
     stack.kill("triton-b")
     # Before the health check notices: quick 503s with Retry-After, not hangs.

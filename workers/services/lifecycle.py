@@ -112,7 +112,7 @@ def _replica_load(deployment: Deployment, replica: Replica) -> bool:
         Replica.objects.filter(pk=replica.pk).delete()
         return True  # placed again, elsewhere, by the caller's next round
     except (triton.TritonError, OSError) as exc:
-        log.warning("deployment %s failed to load: %s", deployment.pk, exc)
+        log.warning("deployment %s failed to load: %s", deployment.pk, exc, exc_info=isinstance(exc, OSError))
         replica_triton_remove(deployment, server)
         return _replica_failed(deployment, replica, f"Triton could not load the model: {exc}")
 

@@ -101,7 +101,10 @@ def deployment_plan(deployment: Deployment) -> GraphPlan:
 
 
 def compiled_remove(deployment: Deployment) -> None:
-    shutil.rmtree(deployment.compiled_dir, ignore_errors=True)
+    """Once a graph deployment is undeployed its compiled units serve nothing; a model
+    deployment has none."""
+    if deployment.is_graph:
+        shutil.rmtree(deployment.compiled_dir, ignore_errors=True)
 
 
 # Names and configs
