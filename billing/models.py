@@ -48,3 +48,32 @@ class QuotaAlert(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.limit} {self.period}"
+
+
+class Meter(models.TextChoices):
+    REQUESTS = "requests", "Inference requests (successful)"
+    COMPUTE_MS = "compute_ms", "Compute time, ms (successful inference)"
+
+
+class UsageRollup(TenantOwned):
+    """Usage events summed per hour (UTC) × deployment × hardware × meter: what rating
+    reads (billing/rollups.py). Rebuilt whole for an hour whenever that hour is rolled,
+    so rolling again gives the same rows. The events behind a row are those of its tenant,
+    hour and deployment that are billable (status 200, endpoint infer)."""
+
+    hour = models.DateTimeField(help_text="Start of the UTC hour")
+    deployment_id = models.BigIntegerField(null=True, blank=True)
+    deployment_name = models.CharField(max_length=63, blank=True)
+    hardware = models.CharField(max_length=8)
+    meter = models.CharField(max_length=16, choices=Meter.choices)
+    quantity = models.DecimalField(max_digits=24, decimal_places=6)
+    events = models.PositiveIntegerField(help_text="Usage events summed into it")
+    rolled_at = models.DateTimeField()
+
+    class Meta(TenantOwned.Meta):
+        constraints = [models.UniqueConstraint(fields=["tenant", "hour", "deployment_id", "hardware", "meter"],
+                                               name="usage_rollup_unique", nulls_distinct=False)]
+        indexes = [models.Index(fields=["hour"], name="usage_rollup_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.deployment_name} {self.meter}={self.quantity}"

@@ -21,4 +21,6 @@ app.conf.beat_schedule = {
     "directory-sync": {"task": "workers.projection.directory_sync", "schedule": 30.0},
     # Budget counters Redis lost (a restart without persistence) come back from metered usage.
     "quota-counters-check": {"task": "billing.tasks.quota_counters_check", "schedule": 60.0},
+    # Hourly usage rollups, what rating reads: the current hour and any hour a late event reached.
+    "usage-rollups-refresh": {"task": "billing.tasks.usage_rollups_refresh", "schedule": 60.0},
 }
