@@ -65,7 +65,7 @@ class FusedGraph:
     upgraded: list[str] = field(default_factory=list)  # steps whose opset was raised to `opset`
 
 
-def _tensor_type(port: dict) -> TensorType:
+def port_type(port: dict) -> TensorType:
     """A port's type as GraphCheck.ports gives it ({"datatype", "shape"}, -1 unknown)."""
     return TensorType(port["datatype"], tuple(None if d == -1 else d for d in port["shape"]))
 
@@ -102,7 +102,7 @@ def graph_steps(*, tenant, spec) -> tuple[GraphCheck, list[Step]]:
             model = onnx.load(str(version.absolute_path))
         else:
             op = SWITCH if node.kind == "switch" else get_op(node.op)
-            inputs = {port: _tensor_type(check.ports[f"{node_id}.{port}"]) for port in feeding[node_id]}
+            inputs = {port: port_type(check.ports[f"{node_id}.{port}"]) for port in feeding[node_id]}
             model = op.build(node.params, inputs)
         steps.append(Step(node=node_id, kind=node.kind, model=model, feeds=feeding[node_id]))
     return check, steps
@@ -192,14 +192,14 @@ def graph_fuse(*, tenant, spec) -> FusedGraph:
     parsed = spec_parse(spec)
     named = {f"{node.id}.{name}": name for node in parsed.nodes.values() if node.kind == "input"
              for name, _ in node.tensors}
-    graph_inputs = [_tensor_type(check.ports[ref]).value_info(name) for ref, name in named.items()]
+    graph_inputs = [port_type(check.ports[ref]).value_info(name) for ref, name in named.items()]
     outputs = []
     for edge in (e for node in parsed.nodes.values() if node.kind == "output" for e in parsed.edges
                  if e.target == node.id):
         if edge.target_port in named.values():
             raise PlatformError(f"graph output '{edge.target_port}' has the name of a graph input: rename it",
                                 code="unfusable")
-        outputs.append((edge.target_port, edge.source_ref, _tensor_type(check.ports[edge.target_ref])))
+        outputs.append((edge.target_port, edge.source_ref, port_type(check.ports[edge.target_ref])))
     fused, target, upgraded = steps_model(steps, named=named, inputs=graph_inputs, outputs=outputs)
     return FusedGraph(model=fused, steps=[step.node for step in steps], inputs=check.inputs, outputs=check.outputs,
                       opset=target, upgraded=upgraded)

@@ -23,7 +23,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from gateway.contract.errors import PlatformError
-from graph_editor.graphs.fuse import Step, _tensor_type, graph_steps, steps_model
+from graph_editor.graphs.fuse import Step, graph_steps, port_type, steps_model
 from graph_editor.graphs.spec import spec_parse
 from graph_editor.graphs.types import BATCH
 
@@ -154,8 +154,8 @@ def graph_plan(*, tenant, spec) -> GraphPlan:
                 if ref in exported or read_later.get(ref, set()) - members:
                     leaving.append(ref)
         named = {ref: graph_inputs.get(ref, ref) for ref in outside}
-        value_infos = [_tensor_type(check.ports[ref]).value_info(named[ref]) for ref in outside]
-        outs = [(ref, ref, _tensor_type(check.ports[ref])) for ref in leaving]
+        value_infos = [port_type(check.ports[ref]).value_info(named[ref]) for ref in outside]
+        outs = [(ref, ref, port_type(check.ports[ref])) for ref in leaving]
         model, _, _ = steps_model(group, named=named, inputs=value_infos, outputs=outs)
         model.graph.name = "segment"
         data = model.SerializeToString(deterministic=True)

@@ -13,16 +13,11 @@ import tritonclient.http as triton_http
 from django.db import connection
 
 from graph_editor.samples import digits_dataset
+from tests.portal.browser import ARTIFACTS, chromium_page
 from workers.models import Deployment, DeploymentState
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-# Playwright's sync API keeps an event loop in this thread; Django's ORM refuses to run
-# next to one unless told that this test process is single-threaded on purpose.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
 @pytest.fixture(autouse=True)
@@ -41,19 +36,8 @@ def artifacts() -> Path:
 
 @pytest.fixture
 def browser_page(artifacts):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `apt-get update && apt-get install -y chromium` "
-                    "(`make test` installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
-        page.set_default_timeout(30_000)
+    with chromium_page(width=1360, height=900, timeout_ms=30_000, page_errors_fail=False) as page:
         yield page
-        browser.close()
 
 
 def shot(page, name: str) -> None:

@@ -13,17 +13,11 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from tenants.services import api_key_create
+from tests.portal.browser import ARTIFACTS, chromium_page, screenshots_reset
 from tests.workers.test_graph_deployments import deploy_graph, digits_graph, fused_answers, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-# Playwright's sync API keeps an event loop in this thread; Django's ORM refuses to run
-# next to one unless told that this test process is single-threaded on purpose.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-BUNDLE = Path(__file__).resolve().parents[2] / "frontend" / "dist" / "platform.js"
 # What the panel generates for the graph's UINT8 [batch, 8, 8] input (lib/tryit.js sampleData).
 DEFAULT_IMAGE = (np.arange(64) % 17).astype(np.uint8).reshape(1, 8, 8)
 GRAPH_NODES = ("prep", "norm", "flat", "clf", "top", "names")
@@ -37,32 +31,13 @@ def storage():
 
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
-    for old in ARTIFACTS.glob("graph-deploy-*.png"):
-        old.unlink()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+    return screenshots_reset("graph-deploy-*.png")
 
 
 @pytest.fixture
 def browser_page(artifacts):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `apt-get update && apt-get install -y chromium`")
-    if not BUNDLE.exists():
-        pytest.fail("The frontend bundle is not built: `cd frontend && npm ci && npm run build`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(30_000)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
+    with chromium_page(width=1600, height=1000, timeout_ms=30_000) as page:
         yield page
-        connection.close()
-        browser.close()
-        assert errors == [], errors
 
 
 @pytest.fixture

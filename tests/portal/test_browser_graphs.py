@@ -12,49 +12,22 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from graph_editor.models import Graph, GraphVersion
+from tests.portal.browser import ARTIFACTS, chromium_page, screenshots_reset
 
 pytestmark = pytest.mark.browser
 
-# Playwright's sync API keeps an event loop in this thread; Django's ORM refuses to run
-# next to one unless told that this test process is single-threaded on purpose.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
-BUNDLE = Path(__file__).resolve().parents[2] / "frontend" / "dist" / "platform.js"
 
 
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
     """This module's screenshots, replaced on each run (other browser tests keep theirs)."""
-    for old in ARTIFACTS.glob("graph-[0-9]*.png"):
-        old.unlink()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
+    return screenshots_reset("graph-[0-9]*.png")
 
 
 @pytest.fixture
 def browser_page(artifacts):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `apt-get update && apt-get install -y chromium` "
-                    "(`make test` installs it)")
-    if not BUNDLE.exists():
-        pytest.fail("The frontend bundle is not built: `cd frontend && npm ci && npm run build`")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1500, "height": 950})
-        page.set_default_timeout(20_000)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with chromium_page(width=1500, height=950, timeout_ms=20_000) as page:
         yield page
-        # The test body's own database connection (Playwright's event loop gave it a fresh one).
-        connection.close()
-        browser.close()
-        assert errors == [], errors
 
 
 @pytest.fixture

@@ -184,12 +184,11 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
         values = scaling_validate({**current, **changes}, has_batch_dim=has_batch_dim)
         for key, value in values.items():
             setattr(deployment, key, value)
-        values["node_instances"] = node_instances_clean(deployment, node_instances)
+        # Checked against the new max_instances, set just above.
+        values["node_instances"] = deployment.node_instances = node_instances_clean(deployment, node_instances)
         changed = {k for k, v in values.items() if current[k] != v}
         if not changed:
             return deployment
-        for key, value in values.items():
-            setattr(deployment, key, value)
         deployment.instances = min(max(deployment.instances, max(1, deployment.min_instances)),
                                    deployment.max_instances)
         _quota_check(tenant, deployment, exclude=deployment.pk)

@@ -173,12 +173,11 @@ def _orchestrator_files(plan: GraphPlan, names: list[str]) -> dict[str, Path | b
 
 
 def _orchestrator_text(deployment: Deployment, plan: GraphPlan, instances: int) -> str:
-    config = config_pbtxt(triton_name=deployment.triton_name, inputs=plan.inputs, outputs=plan.outputs,
-                          has_batch_dim=plan.batched, native_onnx=False, gpu=False,
-                          max_batch_size=deployment.max_batch_size, instances=instances,
-                          queue_delay_us=deployment.max_queue_delay_us,
-                          preferred_batch_sizes=deployment.preferred_batch_sizes)
-    return config
+    return config_pbtxt(triton_name=deployment.triton_name, inputs=plan.inputs, outputs=plan.outputs,
+                        has_batch_dim=plan.batched, native_onnx=False, gpu=False,
+                        max_batch_size=deployment.max_batch_size, instances=instances,
+                        queue_delay_us=deployment.max_queue_delay_us,
+                        preferred_batch_sizes=deployment.preferred_batch_sizes)
 
 
 # Holding, loading and letting go
@@ -231,9 +230,8 @@ def units_load(deployment: Deployment, server: TritonServer, instances: int) -> 
         futures = [pool.submit(_unit_hold_and_load, deployment, server, unit, name,
                                unit_instances(deployment, unit, instances))
                    for unit, name in zip(plan.units, names, strict=True)]
-        errors = [f.exception() for f in futures if f.exception()]
-    if errors:
-        raise errors[0]
+    for future in futures:
+        future.result()  # the first unit that failed raises its error here
     if deployment.executor == Executor.ENSEMBLE:
         entry_write(repository=Path(server.repository_path), triton_name=deployment.triton_name,
                     config=_ensemble_text(deployment, plan, names))
