@@ -291,7 +291,11 @@ class PlatformStack:
     def child_pids(pid: int, executable: str = "") -> list[int]:
         """The live children of `pid` (whose executable is named `executable`, when given)."""
         children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        # Not Path.glob: it stats each entry, and a process that exits meanwhile raises.
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            stat = Path("/proc", entry, "stat")
             try:
                 text = stat.read_text()
             except OSError:
