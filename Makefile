@@ -18,7 +18,7 @@ export GATEWAY_URL ?= http://127.0.0.1:$(or $(GATEWAY_PORT),8080)
 export TRITON_URL ?= http://127.0.0.1:$(or $(TRITON_HTTP_PORT),8100)
 
 .PHONY: help run test lint setup venv services frontend frontend-test migrate seed bench-gateway bench-keepalive \
-	bench-coldstart bench-replay bench-graph clean
+	bench-coldstart bench-replay bench-graph bench-billing clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-isolation: setup  ## Noisy neighbours: tenant B's p50/p99 and errors while
 
 bench-graph: setup  ## A deployed graph vs its classifier alone and vs the client chaining its steps (BENCH_ARGS=...)
 	$(BIN)/python -m bench.graph $(BENCH_ARGS)
+
+bench-billing: venv services  ## A month of 1,000,000 usage events for 100 tenants: rollups, all invoices, the Billing page (BENCH_ARGS=...)
+	$(BIN)/python -m bench.billing $(BENCH_ARGS)
 
 bench-replay: setup  ## Time-compressed live replay of a trace slice (1 trace minute = 1 s) against the simulator (TRACE=dir)
 	$(BIN)/python -m bench.replay --trace $(or $(TRACE),../shared/traces/azure-functions-2019) $(BENCH_ARGS)

@@ -23,6 +23,8 @@ from tenants.models import ApiKey
 log = logging.getLogger(__name__)
 
 GROUP = "metering"
+# The flag of a request admitted past a soft spend limit (admit.lua).
+SPEND_FLAG = "tenant_spend_limit"
 
 def _ensure_group(r) -> None:
     try:
@@ -119,6 +121,8 @@ def quota_alerts_raise(rows: list[UsageEvent]) -> list[QuotaAlert]:
     for row in rows:
         period = row.occurred_at.strftime("%Y%m")
         for limit in row.flags.split(","):
+            if limit == SPEND_FLAG:  # spend alerts come from the exact ledger (billing/alerts.py)
+                continue
             alert, created = QuotaAlert.unscoped.get_or_create(
                 tenant_id=row.tenant_id, limit=limit, period=period, defaults={"first_request_id": row.request_id})
             if created:

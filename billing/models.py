@@ -73,9 +73,14 @@ class UsageRollup(TenantOwned):
     rolled_at = models.DateTimeField()
 
     class Meta(TenantOwned.Meta):
+        # Covering, in rating's order: a tenant's month is read by an index-only scan.
         constraints = [models.UniqueConstraint(fields=["tenant", "hour", "deployment_id", "hardware", "meter"],
-                                               name="usage_rollup_unique", nulls_distinct=False)]
-        indexes = [models.Index(fields=["hour"], name="usage_rollup_hour")]
+                                               name="usage_rollup_unique", nulls_distinct=False,
+                                               include=["quantity", "deployment_name"])]
+        indexes = [models.Index(fields=["hour"], name="usage_rollup_hour"),
+                   # Rating: a tenant's earlier months rolled again since its last finalization;
+                   # beat: tenants with late usage of an earlier month rolled lately.
+                   models.Index(fields=["tenant", "rolled_at", "hour"], name="usage_rollup_tenant_rolled")]
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.deployment_name} {self.meter}={self.quantity}"
@@ -191,6 +196,53 @@ class Invoice(TenantOwned):
     def __str__(self) -> str:
         return self.number or f"Draft {self.period_start:%Y-%m} ({self.tenant_id})"
 
+    # Fields a finalized invoice may still have written: what Stripe answers about it.
+    MUTABLE_WHEN_FINALIZED = frozenset({"stripe_invoice_id"})
+
+    def save(self, *args, **kwargs):
+        update_fields = kwargs.get("update_fields")
+        if self.pk and not (update_fields is not None and set(update_fields) <= self.MUTABLE_WHEN_FINALIZED):
+            if Invoice.unscoped.filter(pk=self.pk, status=InvoiceStatus.FINALIZED).exists():
+                raise InvoiceFinalized(f"Invoice {self.number} is finalized and cannot change.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        if Invoice.unscoped.filter(pk=self.pk, status=InvoiceStatus.FINALIZED).exists():
+            raise InvoiceFinalized(f"Invoice {self.number} is finalized and cannot be deleted.")
+        return super().delete(*args, **kwargs)
+
+
+class InvoiceFinalized(RuntimeError):
+    """A write to a finalized invoice or its lines: they are immutable (correct with a credit note)."""
+
+
+class InvoiceLineQuerySet(models.QuerySet):
+    def _refuse_finalized(self):
+        if self.filter(invoice__status=InvoiceStatus.FINALIZED).exists():
+            raise InvoiceFinalized("Lines of a finalized invoice cannot change.")
+
+    def delete(self):
+        self._refuse_finalized()
+        return super().delete()
+
+    def update(self, **kwargs):
+        self._refuse_finalized()
+        return super().update(**kwargs)
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        invoice_ids = {line.invoice_id for line in objs}
+        if Invoice.unscoped.filter(pk__in=invoice_ids, status=InvoiceStatus.FINALIZED).exists():
+            raise InvoiceFinalized("Lines cannot be added to a finalized invoice.")
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def bulk_update(self, objs, fields, *args, **kwargs):
+        objs = list(objs)
+        if self.model.objects.filter(pk__in=[line.pk for line in objs],
+                                     invoice__status=InvoiceStatus.FINALIZED).exists():
+            raise InvoiceFinalized("Lines of a finalized invoice cannot change.")
+        return super().bulk_update(objs, fields, *args, **kwargs)
+
 
 class LineKind(models.TextChoices):
     BASE_FEE = "base_fee", "Monthly base fee"
@@ -221,11 +273,25 @@ class InvoiceLine(models.Model):
     tiers = models.JSONField(default=list, blank=True)
     amount = models.DecimalField(max_digits=14, decimal_places=2)
 
+    objects = InvoiceLineQuerySet.as_manager()
+
     class Meta:
         ordering = ["invoice", "position"]
 
     def __str__(self) -> str:
         return f"{self.description}: {self.amount}"
+
+    def _refuse_finalized(self):
+        if Invoice.unscoped.filter(pk=self.invoice_id, status=InvoiceStatus.FINALIZED).exists():
+            raise InvoiceFinalized("Lines of a finalized invoice cannot change.")
+
+    def save(self, *args, **kwargs):
+        self._refuse_finalized()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._refuse_finalized()
+        return super().delete(*args, **kwargs)
 
 
 class CreditNote(TenantOwned):
@@ -310,3 +376,29 @@ class StripeWebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class StripeObjectKind(models.TextChoices):
+    METER = "meter", "Meter (key: component)"
+    PRICE = "price", "Price (key: <price version id>-<component or base_fee>)"
+    SUBSCRIPTION = "subscription", "Subscription (key: tenant id)"
+    CURSOR = "cursor", "How far the meter event outbox has read the rollups (key: meter_events)"
+
+
+class StripeObject(models.Model):
+    """What the Stripe sync has made in Stripe and must find again: a meter per component,
+    a price per price version × component, a subscription per tenant (`data` holds its
+    price version and its items), and the outbox's read position (billing/stripe_sync)."""
+
+    kind = models.CharField(max_length=16, choices=StripeObjectKind.choices)
+    key = models.CharField(max_length=64)
+    stripe_id = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "key"]
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="stripeobject_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}: {self.stripe_id}"

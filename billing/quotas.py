@@ -1,9 +1,12 @@
 """Usage against limits: the quota overview the portal and the API show, and the
 gateway's monthly counters rebuilt from metered usage when Redis lost them."""
+from datetime import timedelta
+
 from django.db.models import Count, Sum
 from django.utils import timezone
 
 from billing.models import UsageEvent
+from billing.spend import spend_counted
 from gateway.contract.keys import use_counter_name
 from gateway.contract.scripts import lua_source
 from graph_editor.models import MLModel
@@ -55,8 +58,10 @@ def quota_overview(*, tenant: Tenant) -> dict:
 def quota_counters_restore() -> int:
     """Rebuild this month's gateway counters that Redis lost (a restart without
     persistence) from the metered usage in PostgreSQL; counters present are left alone.
-    Returns the number of scopes restored."""
-    start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    A tenant's counter gets its spend back too: its billable events at list prices
+    (billing/spend.py). Returns the number of scopes restored."""
+    now = timezone.now()
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     billable = UsageEvent.unscoped.filter(occurred_at__gte=start, status=200, endpoint="infer")
     r = redis_client()
     month = usage_month()
@@ -65,5 +70,12 @@ def quota_counters_restore() -> int:
         for row in billable.exclude(**{f"{column}__isnull": True}).values(column).annotate(
                 req=Count("id"), compute=Sum("compute_ms")):
             name = use_counter_name(f"{prefix}:{row[column]}", month)
-            restored += r.eval(lua_source("counter_restore"), 1, name, row["req"], int((row["compute"] or 0) * 1000))
+            if r.exists(name):
+                continue
+            spend = ""
+            if prefix == "t":
+                tenant = Tenant.objects.select_related("plan").get(pk=row[column])
+                spend = spend_counted(tenant=tenant, start=start, end=now + timedelta(minutes=1))
+            restored += r.eval(lua_source("counter_restore"), 1, name, row["req"], int((row["compute"] or 0) * 1000),
+                               spend)
     return restored

@@ -2,14 +2,16 @@
 
 `admit` authenticates the key, resolves the deployment, and decides every request-path
 limit of the tenant, the deployment and the key at once (payload size, monthly budgets,
-GCRA rates, concurrency leases) with Redis's clock; see contract/lua/admit.lua. Nothing is
-counted in this process, so limits stay exact across any number of gateway processes,
-and a change an admin makes is in force for the next request.
+the tenant's standing and spend limit, GCRA rates, concurrency leases) with Redis's clock;
+see contract/lua/admit.lua. Nothing is counted in this process, so limits stay exact
+across any number of gateway processes, and a change an admin makes is in force for the
+next request.
 
-`finish_then` releases the leases, adds the request to the monthly counters and appends
-its usage event to the stream, atomically (contract/lua/finish.lua). It is written to Redis before
-the response is written to the client: a response never leaves without its usage event
-already on its way, so a gateway that dies loses no usage.
+`finish_then` releases the leases, adds the request to the monthly counters (its cost, at
+the prices admit.lua gave it, to the tenant's spend) and appends its usage event to the
+stream, atomically (contract/lua/finish.lua). It is written to Redis before the response
+is written to the client: a response never leaves without its usage event already on its
+way, so a gateway that dies loses no usage.
 
 A gateway that dies holding leases does not hold them for long: leases expire after
 LEASE_TTL_S unless renewed, and each process renews those of its own requests that run
@@ -46,12 +48,14 @@ class Admitted:
 
     __slots__ = ("tenant", "key_id", "deployment_id", "model_version_id", "triton_model", "state", "http_url",
                  "grpc_url", "error", "policy", "ratelimit", "limit", "remaining", "reset", "scopes", "flags",
-                 "leased", "period", "wake", "signature", "request_id", "started", "held_ms")
+                 "leased", "period", "wake", "signature", "price_req", "price_ms", "request_id", "started",
+                 "held_ms")
 
     def __init__(self, reply: list, request_id: str):
         (_, _, _, self.tenant, self.key_id, self.deployment_id, self.model_version_id, self.triton_model, self.state,
          self.http_url, self.grpc_url, self.error, self.policy, self.ratelimit, self.limit, self.remaining, self.reset,
-         self.scopes, self.flags, self.leased, self.period, wake, self.signature) = reply
+         self.scopes, self.flags, self.leased, self.period, wake, self.signature, self.price_req,
+         self.price_ms) = reply
         self.wake = wake == YES
         self.request_id = request_id
         self.held_ms = None
@@ -125,7 +129,8 @@ class Admission:
             after(False)
             return
         args = (admitted.request_id, admitted.leased, admitted.scopes, YES if completion.billable else NO,
-                str(completion.compute_us), admitted.period, completion.event, admitted.deployment_id)
+                str(completion.compute_us), admitted.period, completion.event, admitted.deployment_id,
+                admitted.price_req, admitted.price_ms)
         waiter = self.link.send_script(protocol, FINISH, (), args, now=False)
         protocol.after_write.append(after)
         waiter.add_done_callback(lambda done: self._check_reply(done, args))

@@ -39,6 +39,8 @@ KINDS = {
     "permission_denied": Kind(403, "PERMISSION_DENIED"),
     "not_found": Kind(404, "NOT_FOUND"),
     "payload_too_large": Kind(413, "RESOURCE_EXHAUSTED"),  # what gRPC itself answers over its size limit
+    # Past due beyond the grace: only paying the invoice helps, so not a retryable status.
+    "payment_required": Kind(402, "FAILED_PRECONDITION"),
     "insufficient_quota": Kind(429, "RESOURCE_EXHAUSTED"),
     "rate_limited": Kind(429, "RESOURCE_EXHAUSTED"),
     "concurrency_limit": Kind(429, "RESOURCE_EXHAUSTED"),
@@ -84,7 +86,7 @@ def refusal(status: int, code: str, message: str, limit: str = "", wait_ms: str 
     """A request admit.lua did not admit (its reply), answered with when, or whether, to retry."""
     headers = []
     retry_after = None
-    if limit == "budget":
+    if limit in ("budget", "payment"):
         headers.append((b"x-should-retry", b"false"))
     elif limit in ("rate", "concurrency"):
         wait_s = int(wait_ms or "1000") / 1000

@@ -2,6 +2,16 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.api import UsageListView, UsageSummaryView, UsageTimeseriesView
+from billing.api_billing import (
+    BillingCurrentView,
+    InvoiceCsvView,
+    InvoiceDetailView,
+    InvoiceListView,
+    InvoicePdfView,
+    LineRequestsView,
+    PricesView,
+    SpendLimitView,
+)
 from graph_editor.api import (
     ModelDetailView,
     ModelListView,
@@ -50,6 +60,15 @@ urlpatterns = [
     path("usage", UsageListView.as_view(), name="api-usage"),
     path("usage/summary", UsageSummaryView.as_view(), name="api-usage-summary"),
     path("usage/timeseries", UsageTimeseriesView.as_view(), name="api-usage-timeseries"),
+    path("billing/current", BillingCurrentView.as_view(), name="api-billing-current"),
+    path("billing/invoices", InvoiceListView.as_view(), name="api-billing-invoices"),
+    path("billing/invoices/<int:invoice_id>", InvoiceDetailView.as_view(), name="api-billing-invoice"),
+    path("billing/invoices/<int:invoice_id>.pdf", InvoicePdfView.as_view(), name="api-billing-invoice-pdf"),
+    path("billing/invoices/<int:invoice_id>.csv", InvoiceCsvView.as_view(), name="api-billing-invoice-csv"),
+    path("billing/invoices/<int:invoice_id>/lines/<int:line_id>/requests", LineRequestsView.as_view(),
+         name="api-billing-line-requests"),
+    path("billing/prices", PricesView.as_view(), name="api-billing-prices"),
+    path("billing/spend-limit", SpendLimitView.as_view(), name="api-billing-spend-limit"),
     path("audit-log", AuditLogListView.as_view(), name="api-audit-log"),
     # Platform staff only.
     path("admin/plans", PlanListView.as_view(), name="api-admin-plans"),

@@ -1,6 +1,9 @@
 """Forms parse what the browser sends; the services decide whether it is acceptable."""
+from decimal import Decimal, InvalidOperation
+
 from django import forms
 
+from billing.models import Enforcement as SpendEnforcement
 from tenants.models import Hardware, Quota, Scope
 from workers.models import KeepAlive
 
@@ -72,3 +75,26 @@ class ApiKeyForm(forms.Form):
         "placeholder": "e.g. production backend", "autocomplete": "off"}))
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple,
                                        initial=[Scope.INFER])
+
+
+class SpendLimitForm(forms.Form):
+    """The monthly spend limit as typed. Only the shape is checked here; billing.spend decides
+    whether the amount is allowed (its cents, and the most the admins allow)."""
+
+    amount = forms.CharField(required=False, max_length=20, label="Monthly spend limit",
+                             help_text="Empty: no limit.",
+                             widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "no limit",
+                                                           "autocomplete": "off"}))
+    enforcement = forms.ChoiceField(choices=SpendEnforcement.choices, label="When it is reached")
+
+    def clean_amount(self):
+        text = self.cleaned_data["amount"].strip().replace(",", "")
+        if not text:
+            return None
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            amount = None
+        if amount is None or not amount.is_finite():
+            raise forms.ValidationError("Give an amount such as 250 or 99.50, or leave it empty for no limit.")
+        return amount

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import dashboard, deployments, graphs, keys, models, quotas, tenants, usage
+from portal.views import billing, dashboard, deployments, graphs, keys, models, quotas, tenants, usage
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -23,5 +23,12 @@ urlpatterns = [
     path("quotas/", quotas.quotas, name="quotas"),
     path("quotas/deployment-limits/<int:deployment_id>/", quotas.deployment_limits, name="quota-deployment-limits"),
     path("quotas/key-limits/<int:key_id>/", quotas.key_limits, name="quota-key-limits"),
+    path("billing/", billing.billing, name="billing"),
+    path("billing/spend-limit/", billing.spend_limit, name="billing-spend-limit"),
+    path("billing/invoices/<int:invoice_id>/", billing.invoice_detail, name="invoice-detail"),
+    path("billing/invoices/<int:invoice_id>/pdf/", billing.invoice_pdf_download, name="invoice-pdf"),
+    path("billing/invoices/<int:invoice_id>/csv/", billing.invoice_csv_download, name="invoice-csv"),
+    path("billing/invoices/<int:invoice_id>/lines/<int:line_id>/requests.csv", billing.line_requests_download,
+         name="invoice-line-requests"),
     path("tenant/switch/", tenants.tenant_switch, name="tenant-switch"),
 ]

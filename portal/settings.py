@@ -174,7 +174,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # The Stripe SDK logs every request at INFO.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "stripe": {"level": "WARNING"}},
 }
 
 # Notifications (soft limits passed). Printed to the process log unless an SMTP backend is configured.
@@ -187,3 +188,26 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "platform@localhost")
 # reservation times the headroom, never less than the floor in MB (both 0: no share).
 DEPLOYMENT_MEMORY_SHARE_MB = int(os.environ.get("DEPLOYMENT_MEMORY_SHARE_MB", 1024))
 DEPLOYMENT_MEMORY_HEADROOM = float(os.environ.get("DEPLOYMENT_MEMORY_HEADROOM", 4))
+
+# Billing: invoices (billing/invoicing). A month's draft is finalized once the month has
+# ended plus this grace; usage that arrives within it still lands in its own month.
+BILLING_FINALIZE_GRACE_S = int(os.environ.get("BILLING_FINALIZE_GRACE_S", 3600))
+
+# Billing: Stripe (billing/stripe_sync). An empty STRIPE_API_KEY leaves Stripe off: the
+# platform rates and invoices alone and nothing Stripe runs. The bases point the official
+# SDK elsewhere (the tests' fake Stripe); a meter event is sent once its hour is over plus
+# STRIPE_METER_SETTLE_S (late events of the hour still land in it); a 429 is retried after
+# STRIPE_BACKOFF_BASE_S doubled per try (with jitter), up to STRIPE_BACKOFF_TRIES tries.
+STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "https://api.stripe.com")
+STRIPE_METER_EVENTS_API_BASE = os.environ.get("STRIPE_METER_EVENTS_API_BASE", "https://meter-events.stripe.com")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_METER_SETTLE_S = float(os.environ.get("STRIPE_METER_SETTLE_S", 600))
+STRIPE_BACKOFF_BASE_S = float(os.environ.get("STRIPE_BACKOFF_BASE_S", 0.5))
+STRIPE_BACKOFF_TRIES = int(os.environ.get("STRIPE_BACKOFF_TRIES", 6))
+# A tenant past due (a payment failed) is still served this long; then the gateway answers
+# 402 payment_required until the invoice is paid (billing/spend.py).
+BILLING_PAST_DUE_GRACE_S = int(os.environ.get("BILLING_PAST_DUE_GRACE_S", 259200))
+# Usage from this UTC date (YYYY-MM-DD) on is mirrored to Stripe; empty: from the start of
+# the month in which the Stripe sync first ran (earlier usage was invoiced without Stripe).
+STRIPE_MIRROR_FROM = os.environ.get("STRIPE_MIRROR_FROM", "")

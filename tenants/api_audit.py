@@ -1,6 +1,7 @@
 """A tenant's own audit log over the REST API: every change to its quotas, API keys,
-deployment settings and plan, who made it and through which surface. Platform-wide
-changes (a plan's own limits) belong to no tenant and are in the admin only.
+deployment settings, plan and billing (spend limit, credit notes, re-rated invoices), who
+made it and through which surface. Platform-wide changes (a plan's own limits and prices)
+belong to no tenant and are in the admin only.
 
 The log says who did what in the tenant, so it is read as keys are managed: by owners and
 admins, or with a `manage` key; members get 403."""
@@ -18,7 +19,8 @@ from tenants.audit import audit_log_list
 from tenants.models import ApiKey, AuditLog
 from tenants.permissions import IsTenantMember
 
-OBJECT_TYPES = ("api_key", "deployment", "graph", "graph_version", "plan", "quota", "tenant")
+OBJECT_TYPES = ("api_key", "billing_account", "credit_note", "deployment", "graph", "graph_version", "invoice", "plan",
+                "quota", "tenant")
 
 
 class CanReadAuditLog(IsTenantMember):
@@ -55,7 +57,8 @@ class AuditLogEntrySerializer(serializers.ModelSerializer):
             "surface": {"help_text": "Where the change was made: admin (platform staff), api, page (the portal) or "
                                      "system (the platform itself)"},
             "acting_api_key": {"help_text": "Id of the API key that made the change"},
-            "object_id": {"help_text": "Id of the changed plan, quota, API key, deployment or tenant"},
+            "object_id": {"help_text": "Id of the changed plan, quota, API key, deployment, tenant, billing account, "
+                                       "invoice or credit note"},
             "object_repr": {"help_text": "What it was called when it changed"},
         }
 

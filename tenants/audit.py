@@ -22,7 +22,8 @@ class Actor:
 
 SYSTEM = Actor()
 # The object type recorded for a model, where its model name is not already the API's word.
-OBJECT_TYPES = {"apikey": "api_key", "graphversion": "graph_version", "mlmodel": "model"}
+OBJECT_TYPES = {"apikey": "api_key", "billingaccount": "billing_account", "creditnote": "credit_note",
+                "graphversion": "graph_version", "mlmodel": "model", "priceversion": "price_version"}
 
 _actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("audit_actor", default=None)
 

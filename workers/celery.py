@@ -23,4 +23,15 @@ app.conf.beat_schedule = {
     "quota-counters-check": {"task": "billing.tasks.quota_counters_check", "schedule": 60.0},
     # Hourly usage rollups, what rating reads: the current hour and any hour a late event reached.
     "usage-rollups-refresh": {"task": "billing.tasks.usage_rollups_refresh", "schedule": 60.0},
+    # Spend limits: the gateway's prices, limits, estimate offsets and past-due blocks, and the spend alerts.
+    "spend-refresh": {"task": "billing.tasks.spend_refresh", "schedule": 60.0},
+    # Invoices: the month's live drafts, at most a minute behind the rollups; drafts past
+    # their month's end plus the grace are finalized (billing/invoicing).
+    "invoices-refresh": {"task": "billing.tasks.invoices_refresh", "schedule": 60.0},
+    "invoices-finalize-due": {"task": "billing.tasks.invoices_finalize_due", "schedule": 300.0},
+    # Stripe (billing/stripe_sync): customers, meters, subscriptions and the meter events of
+    # the hours just owed; does nothing without STRIPE_API_KEY.
+    "stripe-sync": {"task": "billing.tasks.stripe_sync", "schedule": 60.0},
+    # Three-way reconciliation of this month and the last: events, rollups, invoices, Stripe.
+    "billing-reconcile": {"task": "billing.tasks.billing_reconcile", "schedule": 24 * 3600.0},
 }

@@ -21,6 +21,8 @@ def deployment_entry(deployment) -> dict:
         "grpc_url": " ".join(server.grpc_url for server in servers if server.grpc_url),
         "error": deployment.error[:500],
         "sig": deployment_signature(deployment),
+        # Which of the tenant's prices its requests cost (gw:bill:<tenant_id>: req_<hw>, ms_<hw>).
+        "hw": deployment.hardware,
     }
 
 

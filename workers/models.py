@@ -260,3 +260,24 @@ class UnitHold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.triton_name} on {self.server_id} for deployment {self.deployment_id}"
+
+
+class WarmReservation(TenantOwned):
+    """Memory a deployment kept warm by `min_instances` held from `started_at` until
+    `ended_at` (open while it still does): what the `reserved_gb_h` meter rolls up
+    (billing/rollups.py). A change of what is reserved closes the open row and opens
+    another, so the history is never rewritten (workers/services/reservations.py)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="warm_reservations")
+    memory_mb = models.PositiveIntegerField(help_text="One replica's memory at min_instances, times replicas")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        ordering = ["started_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["deployment"], condition=models.Q(ended_at__isnull=True),
+                                               name="warm_reservation_one_open")]
+        indexes = [models.Index(fields=["started_at"], name="warm_reservation_start")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}: {self.memory_mb} MB from {self.started_at:%Y-%m-%d %H:%M}"

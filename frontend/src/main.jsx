@@ -1,5 +1,6 @@
 import { createRoot } from "react-dom/client";
 import UsageChart from "./UsageChart.jsx";
+import { mountBillingCharts } from "./billing/mount.jsx";
 import { mountGraphEditors } from "./graph/mount.jsx";
 import "./platform.css";
 
@@ -9,6 +10,7 @@ function mountAll() {
     createRoot(element).render(<UsageChart source={element.dataset.source} minutes={minutes} />);
   });
   mountGraphEditors();
+  mountBillingCharts();
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mountAll);

@@ -15,6 +15,8 @@ the coverage phase adds its boundary cases on top."""
 import json
 import re
 import secrets
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 import schemathesis
@@ -35,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from billing.models import Invoice, InvoiceLine
 from graph_editor.models import MLModel, ModelVersion
 from graph_editor.samples import digits_classifier_onnx
 from graph_editor.services import model_version_upload
@@ -50,8 +53,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           negative_data_rejection, ignored_auth]
 # Path parameter -> the seeded object it names.
 PATH_IDS = {"model_id": "model", "version_id": "version", "deployment_id": "deployment", "key_id": "key",
-            "plan_id": "plan", "quota_id": "quota", "tenant_id": "tenant"}
-TENANT_OWNED = {"model", "version", "deployment", "key"}
+            "plan_id": "plan", "quota_id": "quota", "tenant_id": "tenant", "invoice_id": "invoice",
+            "line_id": "line"}
+TENANT_OWNED = {"model", "version", "deployment", "key", "invoice", "line"}
 MISSING_ID = 2**31 - 1
 
 
@@ -111,8 +115,15 @@ def _seed_tenant(tenant, owner_name: str) -> dict:
     Deployment.unscoped.filter(pk=ready.pk).update(state=DeploymentState.READY)
     target_key, _ = api_key_create(tenant=tenant, label="fuzz target", scopes=["infer"])
     quota = quota_set(level="deployment", target=deployment, values={"rate_per_second": 10.0})
+    invoice = Invoice.unscoped.create(tenant=tenant, period_start=date(2026, 1, 1), period_end=date(2026, 2, 1),
+                                      total=Decimal("1.00"))
+    line = InvoiceLine.objects.create(invoice=invoice, kind="usage", component="requests",
+                                      deployment_id=deployment.pk, deployment_name=deployment.name,
+                                      service_start=datetime(2026, 1, 1, tzinfo=UTC),
+                                      service_end=datetime(2026, 2, 1, tzinfo=UTC), description="Requests",
+                                      quantity=Decimal("2.5"), unit="1,000 requests", amount=Decimal("1.00"))
     return {"model": version.model_id, "version": version.pk, "deployment": deployment.pk, "key": target_key.pk,
-            "quota": quota.pk, "tenant": tenant.pk, "owner": owner}
+            "quota": quota.pk, "tenant": tenant.pk, "invoice": invoice.pk, "line": line.pk, "owner": owner}
 
 
 def _snapshot(tenant) -> dict:
@@ -123,6 +134,8 @@ def _snapshot(tenant) -> dict:
         "deployments": list(Deployment.unscoped.filter(tenant=tenant).order_by("pk").values()),
         "keys": list(ApiKey.unscoped.filter(tenant=tenant).order_by("pk").values("pk", "revoked_at", "scopes")),
         "quotas": list(Quota.objects.filter(tenant=tenant).order_by("pk").values()),
+        "invoices": list(Invoice.unscoped.filter(tenant=tenant).order_by("pk").values()),
+        "lines": list(InvoiceLine.objects.filter(invoice__tenant=tenant).order_by("pk").values()),
     }
 
 

@@ -3,7 +3,6 @@ upload (a broken file, then the digits model), deploy and watch it become ready 
 a key, call the model through the gateway, and find the call on the usage page."""
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import tritonclient.http as triton_http
 from django.db import connection
 
 from graph_editor.samples import digits_dataset
-from tests.portal.browser import ARTIFACTS, chromium_page
+from tests.portal.browser import ARTIFACTS, chromium_page, screenshots_reset
 from workers.models import Deployment, DeploymentState
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -28,10 +27,8 @@ def storage():
 
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
-    """Screenshots of this run only."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    return ARTIFACTS
+    """This module's screenshots, replaced on each run (other browser tests keep theirs)."""
+    return screenshots_reset("[0-9][0-9]-*.png")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tenants.models import ApiKey, Role
 from tenants.services import api_key_authenticate, membership_add
 from workers.models import Deployment, DeploymentState
 
-PAGES = ["/", "/models/", "/deployments/", "/keys/", "/usage/"]
+PAGES = ["/", "/models/", "/deployments/", "/keys/", "/usage/", "/billing/"]
 
 
 class _Rows(HTMLParser):
@@ -71,7 +71,8 @@ def checker_rejected_onnx() -> bytes:
 @pytest.mark.parametrize("method, path", [("get", p) for p in PAGES] + [
     ("get", "/models/1/"), ("post", "/models/"), ("post", "/deployments/"), ("post", "/keys/"),
     ("post", "/models/1/delete/"), ("post", "/deployments/1/undeploy/"), ("post", "/deployments/1/retry/"),
-    ("post", "/keys/1/revoke/"), ("post", "/tenant/switch/"),
+    ("post", "/keys/1/revoke/"), ("post", "/tenant/switch/"), ("post", "/billing/spend-limit/"),
+    ("get", "/billing/invoices/1/"), ("get", "/billing/invoices/1/pdf/"),
 ])
 def test_anonymous_users_are_sent_to_login(client, method, path):
     response = getattr(client, method)(path)
@@ -386,6 +387,7 @@ WRITES = [
     ("/deployments/{deployment}/undeploy/", {}),
     ("/deployments/{deployment}/retry/", {}),
     ("/keys/{key}/revoke/", {}),
+    ("/billing/spend-limit/", {"amount": "5", "enforcement": "hard"}),
 ]
 
 

@@ -69,3 +69,58 @@ def test_seed_demo_retries_a_failed_demo_deployment(settings, tmp_path):
     seed()
     assert {(d.name, d.state, d.error) for d in Deployment.objects.for_tenant(tenant)} == {
         ("digits", "pending", ""), ("digits-pipeline", "pending", "")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_gives_the_demo_prices_a_spend_limit_and_a_live_draft_invoice(settings, tmp_path):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from billing.models import BillingAccount, Invoice, InvoiceLine, Price, PriceVersion, UsageEvent
+    from tenants.models import AuditLog, Plan
+    from tenants.quotas import tenant_plan
+
+    settings.VAR_DIR = tmp_path
+    # The default plan a migration makes (a transactional test before this one flushed it).
+    Plan.objects.get_or_create(is_default=True, defaults={"name": "Standard", "slug": "standard"})
+    seed()
+    tenant = Tenant.objects.get(slug="demo")
+    now = timezone.now()
+    month = datetime(now.year, now.month, 1, tzinfo=UTC)
+
+    def state() -> dict:
+        return {
+            "versions": list(PriceVersion.objects.values_list("plan_id", "effective_from", "base_fee")),
+            "prices": Price.objects.count(),
+            "events": UsageEvent.objects.for_tenant(tenant).count(),
+            "limit": BillingAccount.objects.filter(tenant=tenant).values_list("spend_limit",
+                                                                              "spend_limit_enforcement").get(),
+            "audit": AuditLog.objects.for_tenant(tenant).filter(event_type="spend_limit.changed").count(),
+            "invoices": list(Invoice.objects.for_tenant(tenant).values_list("period_start", "status")),
+        }
+
+    first = state()
+    # The demo's plan is priced from this month: a base fee, and an allowance and two tiers
+    # for each component.
+    [version] = PriceVersion.objects.filter(plan=tenant_plan(tenant))
+    assert (version.effective_from, version.base_fee, version.currency) == (month, Decimal("10.00"), "usd")
+    prices = {p.component: p for p in version.prices.all()}
+    assert set(prices) == {"requests", "compute_cpu", "compute_gpu", "reserved_memory"}
+    assert all(p.free_allowance > 0 and len(p.tiers) == 2 for p in prices.values())
+    assert first["limit"] == (Decimal("100.00"), "hard") and first["audit"] == 1
+    # Usage across the month so far, on both demo deployments, rated into a live draft.
+    events = UsageEvent.objects.for_tenant(tenant)
+    assert first["events"] > 100
+    assert events.filter(occurred_at__lt=month).count() == 0 and events.filter(occurred_at__gt=now).count() == 0
+    assert set(events.values_list("deployment_name", flat=True)) == {"digits", "digits-pipeline"}
+    [draft] = Invoice.objects.for_tenant(tenant)
+    assert (draft.status, draft.period_start) == ("draft", month.date()) and draft.total > Decimal("10.00")
+    lines = InvoiceLine.objects.filter(invoice=draft, kind="usage")
+    assert set(lines.values_list("deployment_name", flat=True)) == {"digits", "digits-pipeline"}
+    assert sum(line.amount for line in InvoiceLine.objects.filter(invoice=draft)) == draft.total
+
+    # Seeding again changes nothing.
+    seed()
+    assert state() == first

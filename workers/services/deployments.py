@@ -16,6 +16,7 @@ from workers import queue
 from workers.capacity import deployment_instances_reserved, quota_check_deployment
 from workers.models import GRAPH_EXECUTORS, Deployment, DeploymentState, Executor
 from workers.services.publish import deployment_publish, deployment_state_set
+from workers.services.reservations import warm_reservation_sync
 from workers.services.scaling import scaling_defaults, scaling_validate, whole_number_check
 
 
@@ -151,6 +152,7 @@ def deployment_create(*, tenant: Tenant, model_version_id: int | None = None, gr
             raise PlatformError(validation_message(exc), code="invalid_deployment") from None
         _quota_check(tenant, deployment)
         deployment.save()
+        warm_reservation_sync(deployment=deployment)
         target_ids = ({"graph_version": deployment.graph_version_id, "executor": deployment.executor}
                       if deployment.is_graph
                       else {"model_version": deployment.model_version_id})
@@ -194,6 +196,7 @@ def deployment_settings_update(*, tenant: Tenant, deployment_id: int, **changes)
         _quota_check(tenant, deployment, exclude=deployment.pk)
         # Only these columns: the autoscaler writes the policy's state beside them.
         deployment.save(update_fields=[*values, "instances", "updated_at"])
+        warm_reservation_sync(deployment=deployment)
         audit_record(event_type="deployment.settings_changed", target=deployment,
                      old={k: current[k] for k in changed}, new={k: values[k] for k in changed})
         deployment_publish(deployment)
@@ -232,6 +235,8 @@ def deployment_undeploy(*, tenant: Tenant, deployment_id: int) -> Deployment:
         previous_state = deployment.state
         deployment.state = DeploymentState.UNLOADING
         deployment.save(update_fields=["state", "updated_at"])
+        if deployment.min_instances:
+            warm_reservation_sync(deployment=deployment)
         audit_record(event_type="deployment.undeployed", target=deployment, old={"state": previous_state},
                      new={"state": DeploymentState.UNDEPLOYED})
         deployment_publish(deployment)

@@ -16,6 +16,7 @@ from workers.models import Deployment, DeploymentState, Replica, ReplicaState, T
 from workers.services.placement import server_pick
 from workers.services.publish import deployment_publish, deployment_state_set
 from workers.services.replicas import replica_remove
+from workers.services.reservations import warm_reservation_sync
 from workers.services.servers import measured_memory_mb
 from workers.services.targets import compiled_files_remove, replica_triton_load, replica_triton_remove
 from workers.services.triton_config import replica_memory_mb
@@ -150,8 +151,14 @@ def _replica_measure(deployment: Deployment, replica: Replica) -> None:
     """Measured once it is routed: a cold call does not wait for it."""
     memory = measured_memory_mb(deployment.triton_name)
     if memory:
-        Replica.objects.filter(pk=replica.pk).update(memory_mb=memory)
-        Deployment.unscoped.filter(pk=deployment.pk).update(memory_mb=memory)
+        with transaction.atomic():
+            Replica.objects.filter(pk=replica.pk).update(memory_mb=memory)
+            Deployment.unscoped.filter(pk=deployment.pk).update(memory_mb=memory)
+            if deployment.min_instances:
+                # What min_instances reserves is billed by the memory measured, from now on.
+                current = Deployment.unscoped.select_for_update().filter(pk=deployment.pk).first()
+                if current is not None:
+                    warm_reservation_sync(deployment=current)
 
 
 def deployment_wake_run(*, deployment_id: int) -> None:

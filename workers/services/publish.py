@@ -7,6 +7,7 @@ from django.db import connections, transaction
 from workers.directory import directory_put_deployment
 from workers.events import deployment_event_send
 from workers.models import Deployment
+from workers.services.reservations import warm_reservation_sync
 
 _portal_events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-events")
 
@@ -39,4 +40,7 @@ def deployment_state_set(deployment: Deployment, state: str, **fields) -> None:
     for key, value in fields.items():
         setattr(deployment, key, value)
     deployment.save(update_fields=["state", "updated_at", *fields.keys()])
+    if deployment.min_instances:
+        # Failing or being undeployed ends what min_instances reserved; a retry reserves again.
+        warm_reservation_sync(deployment=deployment)
     deployment_publish(deployment)

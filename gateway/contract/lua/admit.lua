@@ -16,10 +16,26 @@
 --   payload          largest request body
 -- Monthly use lives in gw:use:<scope>:<yyyymm> (fields req, cus), written by finish.lua.
 --
+-- Spend (gw:bill:<tenant>, billing/spend.py), for an inference request, after the budgets:
+--   blocked          past due beyond the grace: 402 payment_required
+--   limit, soft      the monthly spend limit in micro-units; it is reached when the estimate,
+--                    the tenant's counter `spend` (list prices of its requests, finish.lua)
+--                    plus `ofs` (the ledger's exact total minus what the counter charged
+--                    for the usage rated so far), is >= limit: hard refuses (429
+--                    insufficient_quota), soft flags; `ofs_next` when the month turned
+--   req_<hw>, ms_<hw> the list price per request and per compute ms of the deployment's
+--                    hardware (the route's hw): they travel with the request to finish.lua
+-- Overshoot bound: a request is admitted only while the estimate is below the limit, and
+-- adds at most its own cost once it finishes. So after the last admission, the spend can
+-- grow only by the costs of the requests in flight at that moment (that one included):
+-- the final spend is at most limit + the sum of their costs, <= in flight x (price per
+-- request + price per ms x the longest compute time), whatever the number of gateways.
+--
 -- Reply: {status, code, message, route fields..., headers..., scopes, flags, leased scopes,
 --         the month (yyyymm) whose budgets it counts against, "1" when this caller wakes the
 --         deployment (it is cold and nobody else is waking it), the deployment's signature
---         (gateway/signature.py: what its requests are checked against)}
+--         (gateway/signature.py: what its requests are checked against), the price per
+--         request and per compute ms in micro-units ("" when the request costs nothing)}
 --
 -- An admitted inference also marks its deployment's activity for the autoscaler in
 -- gw:act:<deployment> (f: first call since the autoscaler last read it, l: last call, in
@@ -49,7 +65,7 @@ if not string.find(',' .. (key_scopes or '') .. ',', ',infer,', 1, true) then
   return {403, 'permission_denied', "This API key lacks the 'infer' scope."}
 end
 local route = redis.call('HMGET', 'gw:route:' .. tenant .. ':' .. name,
-  'deployment_id', 'model_version_id', 'triton_model', 'state', 'http_url', 'grpc_url', 'error', 'sig')
+  'deployment_id', 'model_version_id', 'triton_model', 'state', 'http_url', 'grpc_url', 'error', 'sig', 'hw')
 local deployment_id, route_state = route[1], route[4]
 
 local scopes = {'t:' .. tenant, 'k:' .. key_id}
@@ -120,6 +136,33 @@ for i, scope in ipairs(scopes) do
       end
     end
   end
+end
+
+-- Spend: the tenant's standing and spend limit (its counter has the month's requests at
+-- list prices; `ofs` brings that estimate to the ledger's exact total, see the header).
+local price_req, price_ms = '', ''
+if is_infer then
+  local hw = route[9] or 'cpu'
+  local bill = redis.call('HMGET', 'gw:bill:' .. tenant, 'blocked', 'limit', 'soft', 'month', 'ofs', 'ofs_next',
+    'cur', 'req_' .. hw, 'ms_' .. hw)
+  if bill[1] == '1' then
+    return {402, 'payment_required', 'Payment for this account failed: update the payment method on the ' ..
+      "portal's Billing page; requests are refused until the invoice is paid.", 'payment'}
+  end
+  if bill[2] then
+    local spent = tonumber(redis.call('HGET', 'gw:use:t:' .. tenant .. ':' .. period, 'spend') or '0')
+    local ofs = tonumber((bill[4] == period and bill[5] or bill[6]) or '0')
+    if spent + ofs >= tonumber(bill[2]) then
+      if bill[3] == '1' then
+        flags[#flags + 1] = 'tenant_spend_limit'
+      else
+        return {429, 'insufficient_quota', 'The tenant has reached its monthly spend limit of ' ..
+          string.format('%.2f', tonumber(bill[2]) / 1000000) .. (bill[7] and ' ' .. bill[7] or '') ..
+          "; an owner can raise it on the portal's Billing page.", 'budget'}
+      end
+    end
+  end
+  price_req, price_ms = bill[8] or '', bill[9] or ''
 end
 
 -- Rate (GCRA): a scope admits the request when its theoretical arrival time, advanced by
@@ -203,4 +246,5 @@ return {200, 'ok', '', tenant, key_id,
   route[1] or '', route[2] or '', route[3] or '', route[4] or '', route[5] or '', route[6] or '', route[7] or '',
   table.concat(policy, ', '), table.concat(state, ', '),
   tight_limit and tostring(tight_limit) or '', tight_remaining and tostring(tight_remaining) or '', reset,
-  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period, wake, route[8] or ''}
+  table.concat(scopes, ','), table.concat(flags, ','), table.concat(leased, ','), period, wake, route[8] or '',
+  price_req, price_ms}

@@ -13,6 +13,10 @@
 -- ARGV[6]  the month (yyyymm) admit.lua checked its budgets against: it counts there
 -- ARGV[7]  the usage event, packed (gateway/contract/usage.py EVENT_FIELDS)
 -- ARGV[8]  the deployment id ("" when none): its activity record gets the compute time
+-- ARGV[9]  the price per request and ARGV[10] per compute ms, in micro-units (from admit.lua;
+--          "" when none): a billable request adds its cost, ceil(per request + per ms x
+--          compute ms), to its tenant's counter (field spend). Rounded up, so that the counter
+--          never counts less than the list prices it stands for.
 -- Reply: the usage event's stream id.
 
 local request_id = ARGV[1]
@@ -23,6 +27,8 @@ local compute_us = ARGV[5]
 local period = ARGV[6]
 local event = ARGV[7]
 local deployment_id = ARGV[8]
+local price_req = tonumber(ARGV[9]) or 0
+local price_ms = tonumber(ARGV[10]) or 0
 
 for scope in string.gmatch(leased_scopes, '[^,]+') do
   redis.call('ZREM', 'gw:inflight:' .. scope, request_id)
@@ -34,6 +40,10 @@ if billable then
       redis.call('EXPIRE', used, 3456000)
     end
     redis.call('HINCRBY', used, 'cus', compute_us)
+    if string.sub(scope, 1, 2) == 't:' and (price_req > 0 or price_ms > 0) then
+      local cost = math.ceil(price_req + price_ms * tonumber(compute_us) / 1000)
+      redis.call('HINCRBY', used, 'spend', string.format('%.0f', cost))
+    end
   end
   if deployment_id ~= '' then
     redis.call('HINCRBY', 'gw:act:' .. deployment_id, 'us', compute_us)
