@@ -5,10 +5,11 @@ repository holding the digits model), its own Redis server and its own gateway p
 and writes one API key, one route and limits at the tenant, deployment and key levels
 straight into that Redis, which is all the gateway reads; nothing shared is touched. The
 limits are set high enough never to refuse, so every request runs every check: auth, the
-payload cap, both monthly budgets, three GCRA rates and three concurrency leases, and is
-metered (its usage event is counted at the end). Then it runs the same closed-loop load
-against Triton and through the gateway: 1, 8 and 32 concurrent clients, HTTP with JSON
-tensors, HTTP with binary tensors, and gRPC.
+payload cap, both monthly budgets, the tenant's standing and spend limit (its cost counted
+at the end), three GCRA rates and three concurrency leases, and is metered (its usage
+event is counted at the end). Then it runs the same closed-loop load against Triton and
+through the gateway: 1, 8 and 32 concurrent clients, HTTP with JSON tensors, HTTP with
+binary tensors, and gRPC.
 
 With --scaling it then starts gateways of 1 and 2 worker processes, compares their
 throughput at 32 clients, and checks that a key's rate limit stays exact when the
@@ -36,7 +37,14 @@ import redis
 from bench.load import build_request, grpc_load, http_load, run_load
 from bench.stack import ROOT, free_port, wait_http
 from gateway.contract.hashing import hash_api_key
-from gateway.contract.keys import RATE_PREFIX, USAGE_STREAM, key_entry_name, limits_entry_name, route_entry_name
+from gateway.contract.keys import (
+    RATE_PREFIX,
+    USAGE_STREAM,
+    bill_entry_name,
+    key_entry_name,
+    limits_entry_name,
+    route_entry_name,
+)
 
 PUBLIC_NAME = "digits"
 TRITON_NAME = "t900--digits--d900"
@@ -163,9 +171,11 @@ class Bench:
             "http_url": self.triton_url, "grpc_url": f"127.0.0.1:{self.grpc_port}", "error": "",
             # What every request is checked against (gateway/signature.py), as the control plane writes it.
             "sig": signature_text(inputs=signature.inputs, outputs=signature.outputs,
-                                  has_batch_dim=signature.has_batch_dim, max_batch_size=DEFAULT_MAX_BATCH_SIZE)})
+                                  has_batch_dim=signature.has_batch_dim, max_batch_size=DEFAULT_MAX_BATCH_SIZE),
+            "hw": "cpu"})
         for scope in ("t:900", "d:900", "k:900"):
             self.set_limits(scope, ALL_CHECKS_LIMITS)
+        self.redis.hset(bill_entry_name(900), mapping=ALL_CHECKS_BILL)
         _, self.gateway_port, self.gateway_grpc_port = self.start_gateway(self.gateway_workers)
 
     def set_limits(self, scope: str, limits: dict) -> None:
@@ -218,6 +228,10 @@ class Bench:
 # Limits high enough never to refuse: every check runs, none decides.
 ALL_CHECKS_LIMITS = {"rate": "1000000000", "burst": "1000000000", "conc": "100000", "mreq": "1000000000000",
                      "mreq_soft": "0", "mcs": "1000000000", "mcs_soft": "0", "payload": str(64 * 2**20)}
+# Prices, and a hard spend limit the estimate never reaches: each request is priced on
+# admission and its cost counted on completion (billing/spend.py).
+ALL_CHECKS_BILL = {"req_cpu": "400", "ms_cpu": "0.1", "limit": "1000000000000000", "month": "000000", "ofs": "0",
+                   "ofs_next": "0", "cur": "USD"}
 
 
 def scaling(bench: Bench, args, body: bytes) -> dict:
