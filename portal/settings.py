@@ -81,8 +81,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = "control"
+# Billing's periodic work (rollups, rating, spend, Stripe) has its own queue and worker
+# process, so that rating a month never delays a cold start's load on the control queue.
 CELERY_TASK_ROUTES = {"workers.tasks.*": {"queue": "control"}, "workers.projection.*": {"queue": "control"},
-                      "billing.tasks.*": {"queue": "control"}}
+                      "billing.tasks.*": {"queue": "billing"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

@@ -1,8 +1,10 @@
 import json
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 
+from billing.models import Invoice
 from graph_editor.models import Graph, ModelVersion
 from tenants.models import ApiKey, Tenant
 from workers.models import Deployment
@@ -22,8 +24,12 @@ def test_seed_demo_is_idempotent_and_prints_what_a_newcomer_needs(settings, tmp_
     first = seed()
     second = seed()
     assert set(first) == {"portal_url", "gateway_url", "triton_url", "username", "password", "api_key", "model",
-                          "graph", "graph_id"}
+                          "graph", "graph_id", "billing"}
     assert first == second
+    # The banner names the live draft's total (test_seed_demo_prices_* checks what it holds).
+    tenant = Tenant.objects.get(slug="demo")
+    draft = Invoice.objects.for_tenant(tenant).get(status="draft")
+    assert first["billing"] == {"draft_total": str(draft.total), "currency": draft.currency.upper()}
     assert first["model"] == "digits" and first["username"] == "demo"
     tenant = Tenant.objects.get(slug="demo")
     assert sorted(ModelVersion.objects.for_tenant(tenant).values_list("model__name", flat=True)) == [
@@ -74,7 +80,6 @@ def test_seed_demo_retries_a_failed_demo_deployment(settings, tmp_path):
 @pytest.mark.django_db(transaction=True)
 def test_seed_demo_gives_the_demo_prices_a_spend_limit_and_a_live_draft_invoice(settings, tmp_path):
     from datetime import UTC, datetime
-    from decimal import Decimal
 
     from django.utils import timezone
 

@@ -166,7 +166,7 @@ def test_the_gateway_processes_die_with_their_parent(stack):
 
 def test_the_supervisor_runs_each_procfile_line_through_bash_exec(tmp_path):
     processes = procfile_read(ROOT / "Procfile")
-    assert list(processes) == ["web", "gateway", "worker", "beat", "metering", "triton"]
+    assert list(processes) == ["web", "gateway", "worker", "billing", "beat", "metering", "triton"]
     (tmp_path / "log").mkdir()
     conf = tmp_path / "supervisord.conf"
     conf.write_text(config_text(processes, tmp_path))
@@ -243,7 +243,7 @@ def portal_answers(stack) -> bool:
 
 
 SHORT = ["metering", "triton", "gateway"]
-EVERY_PROCESS = ["metering", "web", "worker", "beat", "triton", "gateway"]
+EVERY_PROCESS = ["metering", "web", "worker", "billing", "beat", "triton", "gateway"]
 # Seconds to serve again: Triton's new server must answer and the deployment load again;
 # the portal imports Django and DRF first (seconds on a busy machine).
 RECOVERY_S = {"triton": 30, "web": 20}

@@ -95,7 +95,7 @@ class Command(BaseCommand):
                                           graph_version_id=graph.versions.order_by("-number").first().pk)
 
         raw_key = self._demo_key(tenant, user)
-        self._billing(tenant, user, [deployment, graph_deployment])
+        draft = self._billing(tenant, user, [deployment, graph_deployment])
         summary = {
             "portal_url": settings.PORTAL_URL,
             "gateway_url": settings.GATEWAY_URL,
@@ -107,6 +107,7 @@ class Command(BaseCommand):
             "model": deployment.name,
             "graph": graph_deployment.name,
             "graph_id": graph.pk,
+            "billing": {"draft_total": str(draft.total), "currency": draft.currency.upper()},
         }
         if as_json:
             self.stdout.write(json.dumps(summary))
@@ -145,7 +146,7 @@ class Command(BaseCommand):
                                  spec=digits_pipeline_spec(classifier=classifier.pk, fallback=fallback.pk))
         return graph
 
-    def _billing(self, tenant, user, deployments: list[Deployment]) -> None:
+    def _billing(self, tenant, user, deployments: list[Deployment]):
         """Prices, a spend limit and this month's usage, rated into the live draft invoice."""
         now = timezone.now()
         period_start = month_start(now)
@@ -168,7 +169,7 @@ class Command(BaseCommand):
             UsageEvent.unscoped.bulk_create(events, batch_size=2000, ignore_conflicts=True)
             for hour in sorted({hour_start(event.occurred_at) for event in events}):
                 usage_rollup_hour(hour=hour)
-        invoice_draft_refresh(tenant=tenant, period_start=period_start, now=now)
+        return invoice_draft_refresh(tenant=tenant, period_start=period_start, now=now)
 
     def _demo_usage(self, tenant, deployments: list[Deployment], *, month: datetime,
                     now: datetime) -> list[UsageEvent]:
@@ -216,6 +217,7 @@ class Command(BaseCommand):
     def _banner(self, s: dict, state: str) -> str:
         # The first image of scikit-learn's digits data: a handwritten 0.
         pixels = ",".join(str(int(v)) for v in digits_dataset()[0][0])
+        bill = s["billing"]
         gateway_host = s["gateway_url"].split("://", 1)[-1].rstrip("/")
         if state != DeploymentState.READY:
             state = f"{state}; the worker loads it when it runs"
@@ -229,6 +231,7 @@ class Command(BaseCommand):
   Model     {s['model']}   (deployment: {state})
   Graph     {s['graph']}   (digits with a fallback classifier; edit it at {s['portal_url']}/graphs/{s['graph_id']}/)
   API key   {s['api_key']}
+  Billing   {s['portal_url']}/billing/   (this month's draft so far: {bill['draft_total']} {bill['currency']})
 
   Call it with curl (the pixels of a handwritten 0):
     curl -s {s['gateway_url']}/v2/models/{s['model']}/infer \\
