@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
 from playwright.sync_api import expect
 from pypdf import PdfReader
@@ -131,6 +132,10 @@ def test_the_billing_page_its_chart_the_spend_limit_and_an_invoice_pdf(live_serv
     assert content.startswith(b"%PDF-")
     text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages)
     assert finalized.number in text
+    # What the tenant sees when opening it: its first page as an image, beside the screenshots.
+    document = pdfium.PdfDocument(content)
+    document[0].render(scale=1.5).to_pil().save(ARTIFACTS / "billing-07-invoice-pdf.png")
+    document.close()
 
     # This month's draft: the late call of last month on it, dated.
     page.goto(f"{live_server.url}/billing/invoices/{billing.draft.pk}/")
