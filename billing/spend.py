@@ -46,6 +46,7 @@ Past due. The Stripe webhook marks a failed payment (billing_past_due_set); requ
 still served during the grace, then refused with 402 payment_required until the invoice
 is paid, which clears the mark. A grace that runs out is published by the minute's
 refresh."""
+import logging
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
@@ -73,10 +74,11 @@ CENT = Decimal("0.01")
 # micro-units, both are the list price x 1,000.
 PER_UNIT_TO_MICRO = Decimal(1000)
 HARDWARE = ("cpu", "gpu")
-# The components whose usage the gateway's counter charges, request by request.
 # Publishers of one tenant's entry take this advisory lock (with the tenant id) while they
 # read and write it, so that the later read is always written last.
 PUBLISH_LOCK = 0x5350454E
+
+log = logging.getLogger(__name__)
 
 
 # ---- spend limits ---------------------------------------------------------------------
@@ -202,14 +204,22 @@ def spend_refresh_all(*, now: datetime | None = None) -> int:
 def _publish_all(*, now: datetime, alerts: bool) -> int:
     tenants = list(Tenant.objects.select_related("plan").order_by("pk"))
     versions = _versions_by_plan()
+    published = 0
     for tenant in tenants:
-        _publish_locked(tenant_id=tenant.pk, now=now, tenant=tenant, versions=versions, alerts=alerts)
+        try:
+            _publish_locked(tenant_id=tenant.pk, now=now, tenant=tenant, versions=versions, alerts=alerts)
+        except Exception:
+            # One tenant's failure (a price an admin broke) must not leave every later tenant's
+            # entry stale; its own previous entry stands until the next minute.
+            log.exception("publishing the spend entry of tenant %s failed", tenant.pk)
+            continue
+        published += 1
     r = redis_client()
     wanted = {bill_entry_name(t.pk) for t in tenants}
     stale = [name for name in r.scan_iter(match=f"{BILL_PREFIX}*", count=1000) if name not in wanted]
     if stale:
         r.delete(*stale)
-    return len(tenants)
+    return published
 
 
 def _versions_by_plan() -> dict[int, list[PriceVersion]]:

@@ -89,8 +89,8 @@ def month_rating(*, tenant: Tenant, period_start: date, now: datetime | None = N
 def _adjustment_lines(*, tenant: Tenant, period_start: date, now: datetime) -> tuple[list[InvoiceLine], datetime]:
     """Late usage of earlier months this draft carries: of each month after the tenant's
     latest earlier draft (that draft carries the months before it) that is finalized, or
-    has no invoice and is past its grace, and has rollups rolled since the tenant's last
-    finalization (less ROLL_MARGIN)."""
+    has no invoice and is past its grace, and has rollups rolled since the finalization of
+    the tenant's latest finalized month (less ROLL_MARGIN)."""
     invoices = list(Invoice.objects.for_tenant(tenant).filter(period_start__lt=period_start)
                     .values_list("period_start", "status", "finalized_at"))
     drafts = [start for start, status, _ in invoices if status == InvoiceStatus.DRAFT]
@@ -99,7 +99,9 @@ def _adjustment_lines(*, tenant: Tenant, period_start: date, now: datetime) -> t
     if drafts:
         rows = rows.filter(hour__gte=day_start(month_next(max(drafts))))
     if finalized:
-        rows = rows.filter(rolled_at__gt=max(finalized.values()) - ROLL_MARGIN)
+        # The latest month's finalization, not the latest in time: an earlier month finalized
+        # after it (a retry) billed none of the later months' late usage rolled meanwhile.
+        rows = rows.filter(rolled_at__gt=finalized[max(finalized)] - ROLL_MARGIN)
     months = sorted({month_start(moment) for moment in rows.datetimes("hour", "month", tzinfo=UTC)})
     lines, rolled_through = [], None
     for month in months:

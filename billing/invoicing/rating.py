@@ -2,7 +2,7 @@
 states the rules; this module is their arithmetic."""
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection
@@ -37,6 +37,13 @@ def month_next(first: date) -> date:
 
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _hour_up(moment: datetime) -> datetime:
+    """The first hour start at or after `moment`: where rating by the version in force
+    at each hour's start lets a version taking effect at `moment` begin."""
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    return start if start == moment else start + timedelta(hours=1)
 
 
 @dataclass
@@ -80,11 +87,12 @@ class Rates:
         return current
 
     def window(self, version: PriceVersion | None, start: datetime, end: datetime) -> tuple[datetime, datetime]:
-        """The part of [start, end) in which `version` is in force (None: before the first)."""
+        """The part of [start, end) whose hours `version` rates (None: before the first):
+        from the first hour starting once it is in force to the next version's."""
         begin = version.effective_from if version is not None else None
         later = [v.effective_from for v in self.versions if begin is None or v.effective_from > begin]
-        finish = min(later) if later else end
-        return max(start, begin) if begin is not None else start, min(end, finish)
+        finish = _hour_up(min(later)) if later else end
+        return max(start, _hour_up(begin)) if begin is not None else start, min(end, finish)
 
     def base_fee_version(self, start: datetime, end: datetime) -> PriceVersion | None:
         """The version whose base fee a month pays: the one in force at its start, else

@@ -35,7 +35,7 @@ def version_form(plan, *, effective_from, base_fee="29.00", prices=(), initial=0
 
 
 def next_week():
-    return (timezone.now() + timedelta(days=7)).replace(microsecond=0, second=0)
+    return (timezone.now() + timedelta(days=7)).replace(microsecond=0, second=0, minute=0)
 
 
 REQUESTS_PRICE = {"component": "requests", "free_allowance": "1",
@@ -88,6 +88,7 @@ def test_bad_tiers_are_shown_on_the_field_and_nothing_is_saved(admin_client, pla
 
 @pytest.mark.parametrize("field, value, message", [
     ("effective_from", timezone.now() - timedelta(hours=1), "Prices change from a moment to come"),
+    ("effective_from", next_week() + timedelta(minutes=30), "Prices take effect on the hour (UTC)"),
     ("currency", "US$", "Give an ISO 4217 code of three letters"),
     ("base_fee", "-1", "The base fee cannot be negative."),
 ])

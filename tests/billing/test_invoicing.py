@@ -8,10 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 
 from billing.invoicing import (
     credit_note_create,
     invoice_draft_refresh,
+    invoice_finalize,
     invoice_rerate,
     invoices_finalize_due,
     invoices_refresh,
@@ -172,6 +174,30 @@ def test_usage_after_finalization_is_a_dated_adjustment_on_the_next_invoice(mete
     assert not january.lines.filter(kind="adjustment").exists()
 
 
+def test_late_usage_survives_an_earlier_month_finalized_after_it(metered):
+    """November's finalization failed in the beat that finalized December, and succeeded
+    later: December's late usage, rolled in between, stays on January's draft."""
+    event(metered, H1)
+    december_hour = datetime(2026, 12, 10, 9, tzinfo=UTC)
+    event(metered, december_hour)
+    roll(H1, december_hour)
+    january_start = date(2027, 1, 1)
+    now = datetime(2027, 1, 5, tzinfo=UTC)
+    november = invoice_draft_refresh(tenant=metered, period_start=NOV, now=now)
+    december = invoice_draft_refresh(tenant=metered, period_start=DEC, now=now)
+    invoice_finalize(invoice_id=december.pk, now=now)
+    event(metered, december_hour)  # December's, arriving after its invoice
+    roll(december_hour)
+    january = invoice_draft_refresh(tenant=metered, period_start=january_start, now=now)
+    assert january.lines.get(kind="adjustment", component="requests").quantity == Decimal("0.001")
+
+    invoice_finalize(invoice_id=november.pk, now=now)
+    # As if November's retry came an hour after that roll.
+    Invoice.unscoped.filter(pk=november.pk).update(finalized_at=F("finalized_at") + timedelta(hours=1))
+    january = invoice_draft_refresh(tenant=metered, period_start=january_start, now=now)
+    assert january.lines.get(kind="adjustment", component="requests").quantity == Decimal("0.001")
+
+
 def test_a_price_change_mid_month_rates_each_hour_at_its_prices(metered):
     change = datetime(2026, 11, 15, tzinfo=UTC)
     v2 = PriceVersion.objects.create(plan=metered.plan, effective_from=change, currency="usd", base_fee=Decimal("20"))
@@ -195,6 +221,25 @@ def test_a_price_change_mid_month_rates_each_hour_at_its_prices(metered):
     ]
     assert invoice.lines.get(price_version=v1, component="requests").service_end == change
     assert invoice.total == Decimal("10.04")
+
+
+def test_a_price_change_within_an_hour_dates_lines_and_their_requests_by_the_hours_rated(metered):
+    """An hour is rated by the version in force at its start, so a version taking effect at
+    10:30 rates from 11:00: the old line's window, and the requests it lists, run to 11:00."""
+    change = datetime(2026, 11, 15, 10, 30, tzinfo=UTC)
+    v2 = PriceVersion.objects.create(plan=metered.plan, effective_from=change, currency="usd")
+    Price.objects.create(version=v2, component="requests", tiers=[{"up_to": None, "unit_price": "7"}])
+    before, after = event(metered, change - timedelta(minutes=20)), event(metered, change + timedelta(minutes=15))
+    later = event(metered, change + timedelta(hours=1))
+    roll(change, later.occurred_at)
+    invoice = invoice_draft_refresh(tenant=metered, period_start=NOV, now=later.occurred_at + timedelta(hours=1))
+    v1 = metered.plan.price_versions.order_by("effective_from").first()
+    old, new = (invoice.lines.get(component="requests", price_version=v) for v in (v1, v2))
+    hour = datetime(2026, 11, 15, 11, tzinfo=UTC)
+    assert (old.quantity, old.service_end, new.quantity, new.service_start) == (
+        Decimal("0.002"), hour, Decimal("0.001"), hour)
+    assert sorted(e.request_id for e in line_request_ids(line=old)) == sorted([before.request_id, after.request_id])
+    assert [e.request_id for e in line_request_ids(line=new)] == [later.request_id]
 
 
 def test_finalized_invoices_are_numbered_and_immutable(metered, globex):

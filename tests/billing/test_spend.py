@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing.alerts import spend_alerts_check
 from billing.invoicing import month_next, month_rating, month_start
-from billing.models import BillingAccount, PriceVersion, SpendAlert, UsageEvent, UsageRollup
+from billing.models import BillingAccount, Price, PriceVersion, SpendAlert, UsageEvent, UsageRollup
 from billing.quotas import quota_counters_restore
 from billing.rollups import hour_start, usage_rollup_hour
 from billing.spend import (
@@ -150,6 +150,15 @@ def test_the_entry_holds_the_list_prices_per_request_and_ms_of_each_hardware(acm
     spend_publish_all()
     # The highest tier prices: 0.40 per 1,000 requests, 0.0001 and 0.002 per second.
     assert entry(acme) == {"cur": "EUR", "req_cpu": "400", "req_gpu": "400", "ms_cpu": "0.1", "ms_gpu": "2"}
+
+
+def test_a_tenant_whose_prices_cannot_be_read_does_not_hold_up_the_others(acme, globex, priced, caplog):
+    tenant_plan_set(tenant=globex, plan=plan_with_prices(slug="flat", requests=("0", [(None, "1")])))
+    # Acme comes first and fails: its plan's tiers were broken behind the admin's back.
+    Price.objects.filter(version__plan=priced).update(tiers="broken")
+    assert spend_refresh_all() == 1
+    assert entry(globex)["req_cpu"] == "1000"
+    assert f"publishing the spend entry of tenant {acme.pk} failed" in caplog.text
 
 
 def test_the_version_in_force_at_the_hours_start_prices_the_gateway(acme, priced):

@@ -7,6 +7,8 @@ last; a graph of units scales to zero and wakes; the nodes endpoint reports each
 state and Triton's statistics, and is 404 across tenants."""
 import json
 import time
+from datetime import timedelta
+from decimal import Decimal
 
 import numpy as np
 import onnxruntime as ort
@@ -16,13 +18,16 @@ import tritonclient.http as triton_http
 
 from bench.graph import graph_without_switch_spec
 from bench.stack import wait
+from billing.invoicing import month_rating, month_start
 from billing.models import UsageEvent
+from billing.rollups import hour_start, usage_rollup_hour
 from graph_editor.graphs.fuse import graph_fuse
 from graph_editor.samples import digits_fallback_classifier_onnx
 from graph_editor.services import model_version_upload
 from graph_editor.services_graphs import graph_create, graph_version_create
 from tenants.services import api_key_create
 from tests.api_helpers import key_client
+from tests.billing.rating_fixtures import plan_with_prices
 from tests.gateway.test_gateway import call, wait_usage
 from tests.graph_editor.test_graph_fuse import images, switch_spec
 from tests.workers.test_services import wait_for_state
@@ -87,6 +92,30 @@ def loaded_models(stack) -> set[str]:
     return {m["name"] for m in triton.repository_index(stack.triton_url) if m.get("state") == "READY"}
 
 
+def graph_calls_rated_like_model_calls(tenant, events, deployments) -> None:
+    """Rolled and rated like a model's calls: per graph deployment, a request each (per
+    1,000) and the compute of its steps (each event's compute_ms) in seconds."""
+    first = min(e.occurred_at for e in events)
+    tenant.plan = plan_with_prices("graph-billing", effective_from=first - timedelta(days=40))
+    tenant.save(update_fields=["plan"])
+    for hour in {hour_start(e.occurred_at) for e in events}:
+        usage_rollup_hour(hour=hour)
+    lines = [line for month in {month_start(e.occurred_at) for e in events}
+             for line in month_rating(tenant=tenant, period_start=month).lines]
+    for deployment in deployments:
+        calls = [e for e in events if e.deployment_id == deployment.pk and e.status == 200 and e.endpoint == "infer"]
+        assert calls and all(e.compute_ms > 0 for e in calls)
+        compute = f"compute_{deployment.hardware}"
+        quantities = {component: sum((line.quantity for line in lines
+                                      if line.deployment_id == deployment.pk and line.component == component),
+                                     Decimal(0))
+                      for component in ("requests", compute)}
+        assert quantities == {
+            "requests": Decimal(len(calls)) / 1000,
+            compute: sum((Decimal(str(e.compute_ms)).quantize(Decimal("1e-6")) for e in calls), Decimal(0)) / 1000,
+        }, deployment.name
+
+
 @pytest.fixture
 def models(acme, digits_onnx):
     classifier = model_version_upload(tenant=acme, model_name="digits", chunks=[digits_onnx])
@@ -125,6 +154,7 @@ def test_an_ensemble_and_an_orchestrator_share_a_step_and_answer_like_the_fused_
     time.sleep(1)  # one usage event per graph call, not one per step
     events = list(UsageEvent.objects.for_tenant(acme))
     assert sorted(e.deployment_name for e in events) == ["plain"] * 3 + ["switched"] * 3
+    graph_calls_rated_like_model_calls(acme, events, [ensemble, orchestrated])
 
     status = key_client(acme).get(f"/api/v1/deployments/{orchestrated.pk}/nodes")
     assert status.status_code == 200, status.content

@@ -193,7 +193,7 @@ class Command(BaseCommand):
                     events.append(UsageEvent(
                         tenant=tenant, request_id=uuid.UUID(int=rng.getrandbits(128), version=4),
                         deployment=deployment, deployment_name=deployment.name, endpoint="infer",
-                        model_version_id=deployment.model_version_id or deployment.graph_version_id,
+                        model_version_id=deployment.model_version_id,
                         status=200 if ok else rng.choice((400, 429)), latency_ms=compute_ms + rng.uniform(1.0, 6.0),
                         upstream_ms=compute_ms + 0.5 if ok else None, compute_ms=compute_ms,
                         bytes_in=rng.randint(300, 700), bytes_out=rng.randint(80, 400) if ok else 120,
