@@ -77,10 +77,6 @@ class Piece:
     def amount(self) -> Decimal:
         return self.quantity * self.unit_price
 
-    def as_dict(self) -> dict:
-        return {"from": str(self.start), "to": str(self.end), "quantity": str(self.quantity),
-                "unit_price": str(self.unit_price), "amount": str(self.amount)}
-
 
 def tiers_parse(raw) -> list[Tier]:
     """A price's tiers from their stored form, or a PlatformError that says what is wrong."""
@@ -121,14 +117,19 @@ def _decimal(value, what: str) -> Decimal:
     return number
 
 
+def tier_bounds(*, allowance: Decimal, tiers: list[Tier]) -> list[tuple[Decimal | None, Decimal]]:
+    """[(upper position in the month, or None for no bound, unit price)], the allowance
+    first at 0: the month's units as the tiers price them."""
+    return [(allowance, ZERO)] + [(allowance + t.up_to if t.up_to is not None else None, t.unit_price)
+                                  for t in tiers]
+
+
 def graduated(*, allowance: Decimal, tiers: list[Tier], start: Decimal, quantity: Decimal) -> list[Piece]:
     """Price `quantity` units that come after `start` units of the month: the pieces, one
     per tier they cross (the allowance's units at a price of 0)."""
     pieces: list[Piece] = []
     position, end = start, start + quantity
-    bounds = [(allowance, ZERO)] + [(allowance + t.up_to if t.up_to is not None else None, t.unit_price)
-                                    for t in tiers]
-    for upper, unit_price in bounds:
+    for upper, unit_price in tier_bounds(allowance=allowance, tiers=tiers):
         if position >= end:
             break
         if upper is not None and position >= upper:
@@ -138,17 +139,6 @@ def graduated(*, allowance: Decimal, tiers: list[Tier], start: Decimal, quantity
             pieces.append(Piece(start=position, end=stop, unit_price=unit_price))
             position = stop
     return pieces
-
-
-def pieces_merge(pieces: list[Piece]) -> list[Piece]:
-    """Adjacent pieces at the same unit price as one (a line's tiers as shown)."""
-    merged: list[Piece] = []
-    for piece in pieces:
-        if merged and merged[-1].unit_price == piece.unit_price and merged[-1].end == piece.start:
-            merged[-1] = Piece(start=merged[-1].start, end=piece.end, unit_price=piece.unit_price)
-        else:
-            merged.append(Piece(start=piece.start, end=piece.end, unit_price=piece.unit_price))
-    return merged
 
 
 def list_unit_price(tiers: list[Tier]) -> Decimal:

@@ -63,6 +63,13 @@ def hour_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def hour_up(moment: datetime) -> datetime:
+    """The first hour start at or after `moment`: where a price version taking effect at
+    `moment` begins to rate, since an hour is rated by the version in force at its start."""
+    start = hour_start(moment)
+    return start if start == moment else start + timedelta(hours=1)
+
+
 def usage_rollup_hour(*, hour: datetime) -> int:
     """Rebuild the rollups of the UTC hour holding `hour`; the rows written."""
     start = hour_start(hour)

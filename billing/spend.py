@@ -57,10 +57,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.alerts import spend_alerts_raise
-from billing.invoicing import billing_account_for, month_rating, month_start
+from billing.invoicing import billing_account_for, day_start, month_next, month_rating, month_start
 from billing.models import BillingAccount, Component, Enforcement, PriceVersion, SpendAlert
 from billing.pricing import list_unit_price, tiers_parse, version_in_force
-from billing.rollups import hour_start
+from billing.rollups import hour_start, hour_up
 from gateway.contract.errors import PlatformError, validation_message
 from gateway.contract.keys import BILL_PREFIX, bill_entry_name, use_counter_name
 from tenants.audit import audit_record
@@ -298,21 +298,11 @@ def _entry(*, tenant: Tenant, account: BillingAccount | None, versions: dict | N
         entry["ofs"] = str(_micro_up(rating.total - min(rating.list_usage_total, counter)))
         # The next month opens with its base fee: in force for the minute before the next
         # publication, should the month turn meanwhile.
-        next_start = _next_month(now)
+        next_start = day_start(month_next(month_start(now)))
         opening = version_in_force(plan_versions, next_start)
         entry["ofs_next"] = str(_micro_up(opening.base_fee if opening is not None else Decimal(0)))
         entry.setdefault("cur", rating.currency.upper())
     return entry, rating
-
-
-def _hour_up(moment: datetime) -> datetime:
-    start = hour_start(moment)
-    return start if start == moment else start + timedelta(hours=1)
-
-
-def _next_month(moment: datetime) -> datetime:
-    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return (start + timedelta(days=32)).replace(day=1)
 
 
 def _micro_up(amount: Decimal) -> int:
@@ -401,8 +391,8 @@ def spend_counted(*, tenant: Tenant, start: datetime, end: datetime) -> int:
     with connection.cursor() as cursor:
         for index, version in enumerate(versions):
             # An event is priced by the version in force at its hour's start.
-            begin = max(start, _hour_up(version.effective_from))
-            finish = min(end, _hour_up(versions[index + 1].effective_from)) if index + 1 < len(versions) else end
+            begin = max(start, hour_up(version.effective_from))
+            finish = min(end, hour_up(versions[index + 1].effective_from)) if index + 1 < len(versions) else end
             if begin >= finish:
                 continue
             prices = {p.component: list_unit_price(tiers_parse(p.tiers)) * PER_UNIT_TO_MICRO

@@ -59,12 +59,13 @@ from billing.invoicing.drafts import (
     month_rating,
     period_reroll,
 )
-from billing.invoicing.rating import month_next, month_start
+from billing.invoicing.rating import day_start, month_next, month_start
 
 __all__ = [
     "MonthRating",
     "billing_account_for",
     "credit_note_create",
+    "day_start",
     "draft_refresh_rated",
     "invoice_draft_refresh",
     "invoice_finalize",

@@ -2,7 +2,7 @@
 states the rules; this module is their arithmetic."""
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -16,8 +16,11 @@ from billing.pricing import (
     component_quantity,
     list_unit_price,
     money_round,
+    tier_bounds,
     tiers_parse,
+    version_in_force,
 )
+from billing.rollups import hour_up
 
 COMPONENT_ORDER = {c.value: i for i, c in enumerate(Component)}
 FREE = [(None, ZERO)]  # a component without a price in the version in force
@@ -37,13 +40,6 @@ def month_next(first: date) -> date:
 
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def _hour_up(moment: datetime) -> datetime:
-    """The first hour start at or after `moment`: where rating by the version in force
-    at each hour's start lets a version taking effect at `moment` begin."""
-    start = moment.replace(minute=0, second=0, microsecond=0)
-    return start if start == moment else start + timedelta(hours=1)
 
 
 @dataclass
@@ -72,27 +68,20 @@ class Rates:
         cached = self._bounds.get(version_id)
         if cached is None:
             cached = self._bounds[version_id] = {
-                component: [(allowance, ZERO)] + [(allowance + t.up_to if t.up_to is not None else None, t.unit_price)
-                                                  for t in tiers]
+                component: tier_bounds(allowance=allowance, tiers=tiers)
                 for component, (allowance, tiers) in self.prices.get(version_id, {}).items()}
         return cached
 
     def in_force(self, moment: datetime) -> PriceVersion | None:
-        current = None
-        for version in self.versions:
-            if version.effective_from <= moment:
-                current = version
-            else:
-                break
-        return current
+        return version_in_force(self.versions, moment)
 
     def window(self, version: PriceVersion | None, start: datetime, end: datetime) -> tuple[datetime, datetime]:
         """The part of [start, end) whose hours `version` rates (None: before the first):
         from the first hour starting once it is in force to the next version's."""
         begin = version.effective_from if version is not None else None
         later = [v.effective_from for v in self.versions if begin is None or v.effective_from > begin]
-        finish = _hour_up(min(later)) if later else end
-        return max(start, _hour_up(begin)) if begin is not None else start, min(end, finish)
+        finish = hour_up(min(later)) if later else end
+        return max(start, hour_up(begin)) if begin is not None else start, min(end, finish)
 
     def base_fee_version(self, start: datetime, end: datetime) -> PriceVersion | None:
         """The version whose base fee a month pays: the one in force at its start, else
