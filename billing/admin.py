@@ -5,8 +5,6 @@ A price version in force (or past) is history that invoices were rated by: it is
 read-only, and a price change is a new version. Every price change is in the audit log
 (object type price_version). Invoices are written by rating alone: here they are read,
 drafts re-rated, and finalized ones corrected by credit notes."""
-from datetime import UTC
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -145,12 +143,6 @@ class PriceVersionForm(forms.ModelForm):
         if effective_from is not None and effective_from <= timezone.now():
             raise ValidationError("Prices change from a moment to come: usage before now has been rated already. "
                                   "Choose a later date and time (UTC).")
-        if effective_from is not None and effective_from.astimezone(UTC).replace(minute=0, second=0,
-                                                                                microsecond=0) != effective_from:
-            # Usage is rated by the hour (UTC): a change on the hour prices every event by the
-            # version in force when it happened.
-            raise ValidationError("Prices take effect on the hour (UTC), e.g. 2027-01-01 00:00: usage is rated "
-                                  "hour by hour.")
         return effective_from
 
     def clean_currency(self):

@@ -1,4 +1,7 @@
+from datetime import UTC
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from tenants.scoping import TenantOwned
@@ -115,6 +118,14 @@ class PriceVersion(models.Model):
     class Meta:
         ordering = ["plan", "-effective_from"]
         constraints = [models.UniqueConstraint(fields=["plan", "effective_from"], name="priceversion_unique_start")]
+
+    def clean(self):
+        # Usage is rated by the hour (UTC): a change on the hour prices every event by the
+        # version in force when it happened.
+        moment = self.effective_from
+        if moment is not None and moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0) != moment:
+            raise ValidationError({"effective_from": "Prices take effect on the hour (UTC), e.g. 2027-01-01 00:00: "
+                                                     "usage is rated hour by hour."})
 
     def __str__(self) -> str:
         return f"{self.plan} from {self.effective_from:%Y-%m-%d %H:%M} UTC ({self.currency.upper()})"
